@@ -1,0 +1,182 @@
+//! Command-line interface: the coordinator's flags and the hidden `worker` subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load generator for signalhub (see the crate docs in main.rs for examples).
+#[derive(Debug, Parser)]
+#[command(name = "signalhub-bench", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Internal: one worker process holding a share of the connections (started by the
+    /// coordinator; speaks line-based JSON on stdin/stdout).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// What one bench run does.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Start this signalhub binary (`serve --listen 127.0.0.1:0`) and bench it.
+    #[arg(long, conflicts_with = "url")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Extra argument for the started server (repeatable), e.g. `--server-arg=--config=x.toml`.
+    #[arg(long = "server-arg", allow_hyphen_values = true, requires = "server_bin")]
+    pub server_args: Vec<String>,
+
+    /// Bench an already running server at this base URL (loopback only).
+    #[arg(long, env = "SIGNALHUB_BENCH_URL")]
+    pub url: Option<String>,
+
+    /// Publisher API key for `--url` (a random one is configured for `--server-bin`).
+    #[arg(long, env = "SIGNALHUB_BENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// PID of the server behind `--url`, for RSS and CPU readings from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Subscriber WebSocket connections to open.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+
+    /// Connections being opened at once (over all workers).
+    #[arg(long, default_value_t = 500)]
+    pub concurrency: usize,
+
+    /// Worker processes holding the connections [default: ceil(connections / 15000)].
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// Tokio threads per worker process (1 = current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    pub worker_threads: usize,
+
+    /// Source addresses 127.0.0.2.. used round robin [default: ceil(connections / per-ip)].
+    #[arg(long)]
+    pub source_ips: Option<usize>,
+
+    /// Connections per source address when choosing the default `--source-ips` (the
+    /// server's default per-IP limit is 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub per_ip: usize,
+
+    /// Channels `bench-0..bench-K-1`; connection i subscribes to channel i % K.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+
+    /// Channel name prefix.
+    #[arg(long, default_value = "bench")]
+    pub channel_prefix: String,
+
+    /// WebSocket path.
+    #[arg(long, default_value = "/ws")]
+    pub ws_path: String,
+
+    /// Time allowed for one connection's connect + subscribe, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub connect_timeout_s: u64,
+
+    /// Wait after all connections are open before reading the server's RSS.
+    #[arg(long, default_value_t = 2000)]
+    pub settle_ms: u64,
+
+    /// Messages to publish to every channel (0: only connect and measure memory).
+    #[arg(long, default_value_t = 0)]
+    pub messages: u64,
+
+    /// Publications per second (message indexes per second); 0 = as fast as possible.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// Publish requests in flight at once (over one or more keep-alive connections).
+    #[arg(long, default_value_t = 1)]
+    pub publish_concurrency: usize,
+
+    /// Size of the publication's `data` JSON in bytes.
+    #[arg(long, default_value_t = 300)]
+    pub payload_bytes: usize,
+
+    /// Give up waiting for deliveries this long after the first publish.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+
+    /// Exit 1 unless every expected message was delivered in order without duplicates.
+    #[arg(long)]
+    pub require_all: bool,
+}
+
+/// One worker process's share of the connections.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Server address to connect to.
+    #[arg(long)]
+    pub addr: std::net::SocketAddr,
+    /// Host header value (host:port as in the URL).
+    #[arg(long)]
+    pub host: String,
+    #[arg(long, default_value = "/ws")]
+    pub ws_path: String,
+    /// Global index of this worker's first connection.
+    #[arg(long)]
+    pub first: usize,
+    /// Connections held by this worker.
+    #[arg(long)]
+    pub connections: usize,
+    #[arg(long)]
+    pub concurrency: usize,
+    #[arg(long)]
+    pub threads: usize,
+    #[arg(long)]
+    pub channels: usize,
+    #[arg(long)]
+    pub channel_prefix: String,
+    /// First source address; connection i binds to source_base + (i % source_ips).
+    #[arg(long)]
+    pub source_base: std::net::IpAddr,
+    #[arg(long)]
+    pub source_ips: usize,
+    /// Messages each connection expects (0: never report done by itself).
+    #[arg(long)]
+    pub messages: u64,
+    #[arg(long)]
+    pub connect_timeout_s: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn server_args_accept_hyphens() {
+        let cli = Cli::try_parse_from([
+            "signalhub-bench",
+            "--server-bin",
+            "/bin/true",
+            "--server-arg",
+            "--config",
+            "--server-arg=x.toml",
+            "--connections",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.server_args, ["--config", "x.toml"]);
+        assert_eq!(cli.run.connections, 5);
+        assert!(cli.command.is_none());
+    }
+}

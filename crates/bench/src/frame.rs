@@ -1,0 +1,153 @@
+//! Reading publication envelopes quickly: channel, seq and the bench payload's `t` and `i`.
+//!
+//! Publications are the hot path (a burst run reads a million of them while sharing two
+//! cores with the server), so the common layout `{...,"channel":..,"seq":..,...,"data":{..}}`
+//! is scanned by hand; anything else falls back to serde_json.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publication<'a> {
+    pub channel: &'a str,
+    pub seq: u64,
+    /// Send time in unix nanoseconds, when the payload is the bench's.
+    pub t: Option<u64>,
+    /// Message index, when the payload is the bench's.
+    pub i: Option<u64>,
+}
+
+/// The publication in a server text frame, or None for any other frame (welcome, replies,
+/// errors, frames without `channel` and `seq`).
+pub fn parse_publication(text: &str) -> Option<Publication<'_>> {
+    if let Some(d) = text.find("\"data\":") {
+        let (head, data) = text.split_at(d);
+        if let (Some(channel), Some(seq)) = (string_field(head, "channel"), u64_field(head, "seq"))
+        {
+            return Some(Publication {
+                channel,
+                seq,
+                t: u64_field(data, "t"),
+                i: u64_field(data, "i"),
+            });
+        }
+    }
+    slow_parse(text)
+}
+
+/// The reserved reply types that carry `channel`/`seq` but are not publications.
+fn is_reply(ty: &str) -> bool {
+    matches!(
+        ty,
+        "welcome" | "subscribed" | "unsubscribed" | "authenticated" | "pong" | "stats" | "error"
+    )
+}
+
+fn slow_parse(text: &str) -> Option<Publication<'_>> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type", borrow)]
+        ty: Option<&'a str>,
+        #[serde(borrow)]
+        channel: Option<&'a str>,
+        seq: Option<u64>,
+        data: Option<serde_json::Value>,
+    }
+    let env: Envelope<'_> = serde_json::from_str(text).ok()?;
+    if env.ty.is_some_and(is_reply) {
+        return None;
+    }
+    let field = |k: &str| env.data.as_ref().and_then(|d| d.get(k)?.as_u64());
+    Some(Publication {
+        channel: env.channel?,
+        seq: env.seq?,
+        t: field("t"),
+        i: field("i"),
+    })
+}
+
+/// The value after `"key":` if it is a plain (escape-free) string.
+fn string_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let rest = after_key(s, key)?.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let v = &rest[..end];
+    (!v.contains('\\')).then_some(v)
+}
+
+/// The value after `"key":` if it is an unsigned integer.
+fn u64_field(s: &str, key: &str) -> Option<u64> {
+    let rest = after_key(s, key)?;
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    match rest.as_bytes().get(digits) {
+        Some(b'.' | b'e' | b'E') => None,
+        _ => rest[..digits].parse().ok(),
+    }
+}
+
+fn after_key<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = s[from..].find(key) {
+        let start = from + pos;
+        let end = start + key.len();
+        from = end;
+        if start == 0 || bytes[start - 1] != b'"' || bytes.get(end) != Some(&b'"') {
+            continue;
+        }
+        let rest = s[end + 1..].trim_start();
+        if let Some(rest) = rest.strip_prefix(':') {
+            return Some(rest.trim_start());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUB: &str = r#"{"type":"bench","channel":"bench-3","epoch":"e1","seq":42,"id":"p_1","timestamp":"2025-08-11T00:23:15.123Z","data":{"t":1754871795123456789,"i":7,"pad":"xxxx"}}"#;
+
+    #[test]
+    fn fast_path() {
+        let p = parse_publication(PUB).unwrap();
+        assert_eq!(
+            p,
+            Publication {
+                channel: "bench-3",
+                seq: 42,
+                t: Some(1754871795123456789),
+                i: Some(7)
+            }
+        );
+    }
+
+    #[test]
+    fn sorted_keys_and_spaces() {
+        let s = r#"{"channel": "b", "data": {"i": 2, "pad": "xx", "t": 99}, "seq": 5, "type": "bench"}"#;
+        let p = parse_publication(s).unwrap();
+        assert_eq!((p.channel, p.seq, p.t, p.i), ("b", 5, Some(99), Some(2)));
+    }
+
+    #[test]
+    fn non_bench_payloads() {
+        let s = r#"{"type":"signal","channel":"c","seq":1,"data":{"pair":"EUR_USD","type":"t"}}"#;
+        let p = parse_publication(s).unwrap();
+        assert_eq!((p.seq, p.t, p.i), (1, None, None));
+        let locked = r#"{"type":"locked","channel":"c","epoch":"e","seq":43,"tier":"premium"}"#;
+        assert_eq!(parse_publication(locked).unwrap().seq, 43);
+        let float = r#"{"channel":"c","seq":1,"data":{"t":1.5}}"#;
+        assert_eq!(parse_publication(float).unwrap().t, None);
+    }
+
+    #[test]
+    fn replies_are_not_publications() {
+        for s in [
+            r#"{"type":"welcome","connection_id":"c_1","auth":"anonymous"}"#,
+            r#"{"type":"subscribed","id":1,"channels":[{"channel":"bench","epoch":"e","seq":0,"recovered":false}]}"#,
+            r#"{"type":"error","id":1,"code":"forbidden","channel":"whale","message":"no"}"#,
+            "not json",
+        ] {
+            assert_eq!(parse_publication(s), None, "{s}");
+        }
+    }
+}

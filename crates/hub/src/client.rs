@@ -1,0 +1,371 @@
+//! The state a connection shares with the hub: its bounded outbox, identity and liveness.
+//!
+//! The hub only ever `push`es into an outbox and wakes the connection's task; it never waits
+//! on a socket. The outbox holds encoded payloads (`Bytes` shared by every subscriber of a
+//! publication) and is bounded in bytes: a push past the bound empties it and asks the
+//! connection to close with 4009, so a slow reader costs at most the bound, never the
+//! publisher's time. An empty outbox allocates nothing, which matters at 19k idle sockets.
+//!
+//! The mutexes are `std` ones: they guard a few words, are never held across `.await`, and
+//! are uncontended except for the instant a publisher and the connection meet.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use bytes::Bytes;
+
+use crate::tier::TierId;
+
+/// Close code for a slow consumer whose outbox overflowed.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
+
+/// How a connection authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum AuthKind {
+    #[default]
+    Anonymous,
+    Session,
+    Wallet,
+}
+
+impl AuthKind {
+    /// The wire name (`anonymous`, `session`, `wallet`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Anonymous => "anonymous",
+            AuthKind::Session => "session",
+            AuthKind::Wallet => "wallet",
+        }
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub auth: AuthKind,
+    /// The authenticated subject (None for anonymous connections).
+    pub user: Option<Arc<str>>,
+    /// The `anonymousId` an anonymous client named itself with, if any.
+    pub anonymous_id: Option<Arc<str>>,
+    pub tier: TierId,
+    /// Unix seconds at which the credentials expire, if they do.
+    pub expires_at: Option<i64>,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// The outbox overflowed: it was emptied and the connection asked to close with 4009.
+    Overflow,
+    /// The connection is closing; nothing more is queued.
+    Closed,
+}
+
+/// A request to close, as seen by the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: u16,
+    /// Drop frames not yet written (slow consumer) instead of flushing them first.
+    pub discard_pending: bool,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    waker: Option<Waker>,
+    close: Option<CloseRequest>,
+    ping_due: bool,
+    /// Set when the connection must stop at once (close handshake timed out).
+    abort: bool,
+}
+
+/// What the connection took from its outbox in one go.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    pub close: Option<CloseRequest>,
+    pub ping: bool,
+    pub abort: bool,
+}
+
+/// The per-connection state shared between the connection task, the hub and the registry.
+#[derive(Debug)]
+pub struct Client {
+    id: u64,
+    outbox: Mutex<Outbox>,
+    identity: Mutex<Identity>,
+    /// Coarse clock second of the last inbound frame (any frame, control frames included).
+    last_seen: AtomicU32,
+    /// Coarse clock second at which the next heartbeat ping is due.
+    next_ping: AtomicU32,
+}
+
+impl Client {
+    /// A client with an empty outbox, seen at `now_s` on the coarse clock.
+    pub fn new(id: u64, identity: Identity, now_s: u32, ping_interval_s: u32) -> Self {
+        Client {
+            id,
+            outbox: Mutex::new(Outbox::default()),
+            identity: Mutex::new(identity),
+            last_seen: AtomicU32::new(now_s),
+            next_ping: AtomicU32::new(now_s.saturating_add(ping_interval_s)),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the current identity.
+    pub fn identity(&self) -> Identity {
+        self.identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The connection's current tier.
+    pub fn tier(&self) -> TierId {
+        self.identity.lock().unwrap_or_else(|e| e.into_inner()).tier
+    }
+
+    /// Replaces the identity (after an `auth` frame or an admin tier change).
+    pub fn set_identity(&self, identity: Identity) {
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = identity;
+    }
+
+    /// Queues one payload unless that would take the outbox past `limit` bytes.
+    pub fn push(&self, frame: Bytes, limit: usize) -> Push {
+        self.push_all(std::iter::once(frame), limit)
+    }
+
+    /// Queues several payloads atomically: nothing else is interleaved between them.
+    pub fn push_all(&self, frames: impl IntoIterator<Item = Bytes>, limit: usize) -> Push {
+        let waker = {
+            let mut outbox = self.outbox();
+            if outbox.close.is_some() {
+                return Push::Closed;
+            }
+            for frame in frames {
+                if outbox.bytes + frame.len() > limit {
+                    outbox.frames = VecDeque::new();
+                    outbox.bytes = 0;
+                    outbox.close = Some(CloseRequest {
+                        code: CLOSE_SLOW_CONSUMER,
+                        discard_pending: true,
+                    });
+                    let waker = outbox.waker.take();
+                    drop(outbox);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                    return Push::Overflow;
+                }
+                outbox.bytes += frame.len();
+                outbox.frames.push_back(frame);
+            }
+            outbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Push::Queued
+    }
+
+    /// Asks the connection to close with `code`. The first request wins.
+    pub fn request_close(&self, code: u16, discard_pending: bool) {
+        let waker = {
+            let mut outbox = self.outbox();
+            if outbox.close.is_some() {
+                return;
+            }
+            outbox.close = Some(CloseRequest {
+                code,
+                discard_pending,
+            });
+            outbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Asks the connection to stop at once, without further writes.
+    pub fn abort(&self) {
+        let waker = {
+            let mut outbox = self.outbox();
+            outbox.abort = true;
+            outbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// True once a close was requested.
+    pub fn is_closing(&self) -> bool {
+        self.outbox().close.is_some()
+    }
+
+    /// Asks the connection to send a heartbeat ping.
+    pub fn request_ping(&self) {
+        let waker = {
+            let mut outbox = self.outbox();
+            outbox.ping_due = true;
+            outbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Moves every queued payload into `into` (which the connection owns and writes from)
+    /// and reports pending requests. When nothing is queued and nothing requested, `waker`
+    /// is stored to be woken by the next push.
+    pub fn take(&self, into: &mut VecDeque<Bytes>, waker: &Waker) -> Taken {
+        let mut outbox = self.outbox();
+        if into.is_empty() {
+            std::mem::swap(into, &mut outbox.frames);
+        } else {
+            into.append(&mut outbox.frames);
+        }
+        outbox.bytes = 0;
+        let taken = Taken {
+            close: outbox.close,
+            ping: std::mem::take(&mut outbox.ping_due),
+            abort: outbox.abort,
+        };
+        if into.is_empty() && taken == Taken::default() {
+            match &outbox.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => outbox.waker = Some(waker.clone()),
+            }
+        }
+        taken
+    }
+
+    /// Queued bytes not yet taken by the connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox().bytes
+    }
+
+    /// Records inbound activity at `now_s`.
+    pub fn touch(&self, now_s: u32) {
+        self.last_seen.store(now_s, Ordering::Relaxed);
+    }
+
+    pub fn last_seen(&self) -> u32 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// True (once per interval) when a heartbeat ping is due at `now_s`.
+    pub fn ping_due(&self, now_s: u32, interval_s: u32) -> bool {
+        let due = self.next_ping.load(Ordering::Relaxed);
+        if now_s < due {
+            return false;
+        }
+        self.next_ping
+            .compare_exchange(
+                due,
+                now_s.saturating_add(interval_s),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct CountingWaker(AtomicUsize);
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn client() -> Client {
+        Client::new(1, Identity::default(), 0, 25)
+    }
+
+    #[test]
+    fn push_queues_and_take_moves_everything() {
+        let c = client();
+        assert_eq!(c.push(Bytes::from_static(b"a"), 10), Push::Queued);
+        assert_eq!(c.push(Bytes::from_static(b"bc"), 10), Push::Queued);
+        assert_eq!(c.queued_bytes(), 3);
+        let mut into = VecDeque::new();
+        let taken = c.take(&mut into, Waker::noop());
+        assert_eq!(taken, Taken::default());
+        assert_eq!(into, [Bytes::from_static(b"a"), Bytes::from_static(b"bc")]);
+        assert_eq!(c.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn overflow_empties_the_outbox_and_requests_4009() {
+        let c = client();
+        assert_eq!(c.push(Bytes::from_static(b"12345"), 8), Push::Queued);
+        assert_eq!(c.push(Bytes::from_static(b"6789"), 8), Push::Overflow);
+        assert_eq!(c.push(Bytes::from_static(b"x"), 8), Push::Closed);
+        let mut into = VecDeque::new();
+        let taken = c.take(&mut into, Waker::noop());
+        assert!(into.is_empty());
+        assert_eq!(
+            taken.close,
+            Some(CloseRequest {
+                code: CLOSE_SLOW_CONSUMER,
+                discard_pending: true
+            })
+        );
+    }
+
+    #[test]
+    fn idle_take_registers_the_waker_and_push_wakes_it() {
+        let c = client();
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut into = VecDeque::new();
+        c.take(&mut into, &waker);
+        c.push(Bytes::from_static(b"x"), 10);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        // Woken once; a second push before the next take does not wake again.
+        c.push(Bytes::from_static(b"y"), 10);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn first_close_request_wins() {
+        let c = client();
+        c.request_close(1001, false);
+        c.request_close(4009, true);
+        let taken = c.take(&mut VecDeque::new(), Waker::noop());
+        assert_eq!(taken.close.unwrap().code, 1001);
+    }
+
+    #[test]
+    fn ping_is_due_once_per_interval() {
+        let c = client();
+        assert!(!c.ping_due(24, 25));
+        assert!(c.ping_due(25, 25));
+        assert!(!c.ping_due(26, 25));
+        assert!(c.ping_due(50, 25));
+    }
+
+    #[test]
+    fn an_empty_outbox_allocates_nothing() {
+        let c = client();
+        assert_eq!(c.outbox().frames.capacity(), 0);
+    }
+}

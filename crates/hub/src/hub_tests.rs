@@ -1,0 +1,323 @@
+//! Unit tests of the hub: sequencing, tier buckets, recovery and latest-value channels.
+
+use super::*;
+use crate::client::Identity;
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+use std::task::Waker;
+
+fn client(id: u64) -> Arc<Client> {
+    Arc::new(Client::new(id, Identity::default(), 0, 25))
+}
+
+fn drain(client: &Client) -> Vec<serde_json::Value> {
+    let mut frames = VecDeque::new();
+    client.take(&mut frames, Waker::noop());
+    frames
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect()
+}
+
+fn data(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.to_string()).unwrap()
+}
+
+fn publish(hub: &Hub, channel: &str, tier: Option<TierId>) -> Published {
+    let d = data(r#"{"x":1}"#);
+    hub.publish(
+        channel,
+        &Publication {
+            kind: "signal",
+            id: "p1",
+            timestamp: "2025-01-01T00:00:00.000Z",
+            tier,
+            data: &d,
+        },
+    )
+}
+
+fn subscribed(positions: &[Position]) -> Bytes {
+    let channels: Vec<_> = positions
+        .iter()
+        .map(|p| serde_json::json!({"channel": &*p.channel, "epoch": &*p.epoch, "seq": p.seq, "recovered": p.recovered}))
+        .collect();
+    Bytes::from(serde_json::json!({"type":"subscribed","channels":channels}).to_string())
+}
+
+fn sub(hub: &Hub, c: &Arc<Client>, tier: TierId, channel: &str, since: Option<&Since>) -> Position {
+    let item = SubscribeItem {
+        channel,
+        since,
+        held: false,
+    };
+    hub.subscribe(c, tier, &[item], subscribed).remove(0)
+}
+
+#[test]
+fn seq_increases_by_exactly_one_per_channel() {
+    let hub = Hub::new(HubConfig::default());
+    assert_eq!(publish(&hub, "a", None).seq, 1);
+    assert_eq!(publish(&hub, "a", None).seq, 2);
+    assert_eq!(publish(&hub, "b", None).seq, 1);
+    assert_eq!(publish(&hub, "a", None).seq, 3);
+}
+
+#[test]
+fn subscribers_receive_publications_in_seq_order_after_subscribed() {
+    let hub = Hub::new(HubConfig::default());
+    let c = client(1);
+    let pos = sub(&hub, &c, TierId::LOWEST, "signals", None);
+    assert_eq!(pos.seq, 0);
+    for _ in 0..3 {
+        publish(&hub, "signals", None);
+    }
+    let frames = drain(&c);
+    assert_eq!(frames[0]["type"], "subscribed");
+    let seqs: Vec<_> = frames[1..]
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
+
+#[test]
+fn only_the_named_channel_receives_a_publication() {
+    let hub = Hub::new(HubConfig::default());
+    let a = client(1);
+    let b = client(2);
+    sub(&hub, &a, TierId::LOWEST, "a", None);
+    sub(&hub, &b, TierId::LOWEST, "b", None);
+    publish(&hub, "a", None);
+    assert_eq!(drain(&a).len(), 2);
+    assert_eq!(drain(&b).len(), 1);
+}
+
+#[test]
+fn subscribers_below_the_publication_tier_get_a_locked_stub_with_the_same_seq() {
+    let hub = Hub::new(HubConfig::default());
+    let ladder = TierLadder::default();
+    let premium = ladder.parse("premium").unwrap();
+    let whale = ladder.parse("whale").unwrap();
+    let free_c = client(1);
+    let premium_c = client(2);
+    let whale_c = client(3);
+    sub(&hub, &free_c, TierId::LOWEST, "signals", None);
+    sub(&hub, &premium_c, premium, "signals", None);
+    sub(&hub, &whale_c, whale, "signals", None);
+    publish(&hub, "signals", Some(premium));
+    let f = &drain(&free_c)[1];
+    assert_eq!(f["type"], "locked");
+    assert_eq!(f["seq"], 1);
+    assert_eq!(f["tier"], "premium");
+    assert!(f.get("data").is_none());
+    let p = &drain(&premium_c)[1];
+    assert_eq!(p["type"], "signal");
+    assert_eq!(p["data"]["x"], 1);
+    assert_eq!(drain(&whale_c)[1]["type"], "signal");
+}
+
+#[test]
+fn resubscribe_with_since_replays_exactly_the_missed_publications() {
+    let hub = Hub::new(HubConfig::default());
+    let c = client(1);
+    let pos = sub(&hub, &c, TierId::LOWEST, "signals", None);
+    publish(&hub, "signals", None);
+    hub.unsubscribe(1, "signals", TierId::LOWEST);
+    for _ in 0..4 {
+        publish(&hub, "signals", None);
+    }
+    drain(&c);
+    let since = Since {
+        epoch: pos.epoch.to_string(),
+        seq: 1,
+    };
+    let pos = sub(&hub, &c, TierId::LOWEST, "signals", Some(&since));
+    assert!(pos.recovered);
+    assert_eq!(pos.seq, 5);
+    publish(&hub, "signals", None);
+    let frames = drain(&c);
+    assert_eq!(frames[0]["type"], "subscribed");
+    let seqs: Vec<_> = frames[1..]
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn recovery_fails_when_the_history_overflowed_or_the_epoch_differs() {
+    let config = HubConfig {
+        history: HistoryLimits {
+            size: 2,
+            ttl_ms: 60_000,
+        },
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config);
+    let c = client(1);
+    let pos = sub(&hub, &c, TierId::LOWEST, "ch", None);
+    hub.unsubscribe(1, "ch", TierId::LOWEST);
+    for _ in 0..3 {
+        publish(&hub, "ch", None);
+    }
+    drain(&c);
+    let since = Since {
+        epoch: pos.epoch.to_string(),
+        seq: 0,
+    };
+    let again = sub(&hub, &c, TierId::LOWEST, "ch", Some(&since));
+    assert!(!again.recovered);
+    assert_eq!(drain(&c).len(), 1, "nothing replayed");
+    hub.unsubscribe(1, "ch", TierId::LOWEST);
+    let other = Since {
+        epoch: "another".into(),
+        seq: 3,
+    };
+    assert!(!sub(&hub, &c, TierId::LOWEST, "ch", Some(&other)).recovered);
+}
+
+#[test]
+fn history_ttl_expiry_makes_recovery_fail() {
+    let hub = Hub::new(HubConfig::default());
+    let c = client(1);
+    let pos = sub(&hub, &c, TierId::LOWEST, "ch", None);
+    hub.unsubscribe(1, "ch", TierId::LOWEST);
+    publish(&hub, "ch", None);
+    hub.advance_clock(301_000);
+    let since = Since {
+        epoch: pos.epoch.to_string(),
+        seq: 0,
+    };
+    assert!(!sub(&hub, &c, TierId::LOWEST, "ch", Some(&since)).recovered);
+}
+
+#[test]
+fn latest_value_channels_send_the_newest_publication_on_subscribe() {
+    let hub = Hub::new(HubConfig::default());
+    publish(&hub, "price:BTC-USD", None);
+    publish(&hub, "price:BTC-USD", None);
+    publish(&hub, "other", None);
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "price:BTC-USD", None);
+    sub(&hub, &c, TierId::LOWEST, "other", None);
+    let frames = drain(&c);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(frames[1]["seq"], 2);
+    assert_eq!(frames[2]["type"], "subscribed");
+}
+
+#[test]
+fn a_held_channel_is_reported_at_its_position_and_replays_nothing() {
+    let hub = Hub::new(HubConfig::default());
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "price:X", None);
+    publish(&hub, "price:X", None);
+    drain(&c);
+    let item = SubscribeItem {
+        channel: "price:X",
+        since: None,
+        held: true,
+    };
+    let pos = hub.subscribe(&c, TierId::LOWEST, &[item], subscribed);
+    assert_eq!(pos[0].seq, 1);
+    assert_eq!(drain(&c).len(), 1);
+    assert_eq!(hub.stats().subscriptions, 1);
+}
+
+#[test]
+fn stats_count_subscriptions_and_channels_with_subscribers() {
+    let hub = Hub::new(HubConfig::default());
+    let a = client(1);
+    let b = client(2);
+    sub(&hub, &a, TierId::LOWEST, "x", None);
+    sub(&hub, &b, TierId::LOWEST, "x", None);
+    sub(&hub, &b, TierId::LOWEST, "y", None);
+    publish(&hub, "x", None);
+    let s = hub.stats();
+    assert_eq!(
+        (s.channels, s.subscriptions, s.publications, s.deliveries),
+        (2, 3, 1, 2)
+    );
+    hub.unsubscribe(2, "y", TierId::LOWEST);
+    hub.unsubscribe(2, "x", TierId::LOWEST);
+    assert_eq!(hub.stats().channels, 1);
+    assert_eq!(hub.subscriber_count("x"), 1);
+}
+
+#[test]
+fn garbage_collection_drops_empty_channels_and_a_returning_channel_gets_a_new_epoch() {
+    let hub = Hub::new(HubConfig::default());
+    let c = client(1);
+    let first = sub(&hub, &c, TierId::LOWEST, "ch", None);
+    hub.unsubscribe(1, "ch", TierId::LOWEST);
+    hub.collect_garbage();
+    assert_eq!(hub.channel_count(), 0);
+    let second = sub(&hub, &c, TierId::LOWEST, "ch", None);
+    assert_ne!(first.epoch, second.epoch);
+}
+
+#[test]
+fn a_slow_subscriber_overflows_alone() {
+    let config = HubConfig {
+        max_queue_bytes: 1000,
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config);
+    let slow = client(1);
+    let fast = client(2);
+    sub(&hub, &slow, TierId::LOWEST, "ch", None);
+    sub(&hub, &fast, TierId::LOWEST, "ch", None);
+    for _ in 0..50 {
+        publish(&hub, "ch", None);
+        drain(&fast);
+    }
+    assert!(slow.is_closing());
+    assert!(!fast.is_closing());
+}
+
+#[test]
+fn concurrent_publishers_and_resubscribers_never_see_a_gap_or_duplicate() {
+    let hub = Arc::new(Hub::new(HubConfig {
+        history: HistoryLimits {
+            size: 10_000,
+            ttl_ms: 600_000,
+        },
+        max_queue_bytes: 64 << 20,
+        ..HubConfig::default()
+    }));
+    let publishers: Vec<_> = (0..4)
+        .map(|_| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    publish(&hub, "ch", None);
+                }
+            })
+        })
+        .collect();
+    let c = client(7);
+    let mut position: Option<Since> = None;
+    let mut seen: Vec<u64> = Vec::new();
+    for _ in 0..200 {
+        let pos = sub(&hub, &c, TierId::LOWEST, "ch", position.as_ref());
+        if let Some(p) = &position {
+            assert!(pos.recovered, "resubscribe from {} failed", p.seq);
+        } else {
+            seen.extend(1..=pos.seq);
+        }
+        hub.unsubscribe(7, "ch", TierId::LOWEST);
+        for frame in drain(&c).iter().skip(1) {
+            seen.push(frame["seq"].as_u64().unwrap());
+        }
+        position = Some(Since {
+            epoch: pos.epoch.to_string(),
+            seq: *seen.last().unwrap_or(&0),
+        });
+    }
+    for p in publishers {
+        p.join().unwrap();
+    }
+    let expected: Vec<u64> = (1..=seen.len() as u64).collect();
+    assert_eq!(seen, expected);
+}

@@ -1,0 +1,28 @@
+//! The signalhub hub: channels, tiers, sequencing, history and fan-out, with no I/O.
+//!
+//! Everything here is plain data and `std` locks, so it is unit-tested without a network and
+//! shared by every transport (WebSocket, SSE, long-poll) and source (HTTP API, feeds).
+//!
+//! # Layout
+//! - [`hub`]: channels with per-channel `epoch` and `seq`, history, tier-bucketed fan-out.
+//! - [`client`]: the state a connection shares with the hub (bounded outbox, identity).
+//! - [`envelope`]: publication envelopes and `locked` stubs, serialized once.
+//! - [`history`]: a channel's bounded history and gap-free recovery.
+//! - [`channel`]: channel-name grammar and configuration patterns.
+//! - [`rules`]: who may subscribe to which channel.
+//! - [`tier`]: the ordered tier ladder and its aliases.
+//! - [`ids`]: publication ids, epochs and connection ids.
+
+pub mod channel;
+pub mod client;
+pub mod envelope;
+pub mod history;
+pub mod hub;
+pub mod ids;
+pub mod rules;
+pub mod tier;
+
+pub use client::{AuthKind, Client, Identity, Push};
+pub use envelope::Publication;
+pub use hub::{Hub, HubConfig, HubStats, Position, Published, Since, SubscribeItem};
+pub use tier::{TierId, TierLadder};
