@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Load generator for signalhub (see the crate docs in main.rs for examples).
 #[derive(Debug, Parser)]
-#[command(name = "signalhub-bench", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "signalhub-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,7 +35,11 @@ pub struct RunArgs {
     pub server_bin: Option<PathBuf>,
 
     /// Extra argument for the started server (repeatable), e.g. `--server-arg=--config=x.toml`.
-    #[arg(long = "server-arg", allow_hyphen_values = true, requires = "server_bin")]
+    #[arg(
+        long = "server-arg",
+        allow_hyphen_values = true,
+        requires = "server_bin"
+    )]
     pub server_args: Vec<String>,
 
     /// Bench an already running server at this base URL (loopback only).

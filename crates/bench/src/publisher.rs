@@ -54,7 +54,7 @@ pub async fn publish(plan: &PublishPlan<'_>) -> Result<PublishStats, String> {
     let k = plan.channels.len() as u64;
     let start = Instant::now();
     let mut stats = PublishStats::default();
-    let mut results = stream::iter(0..plan.messages * k)
+    let mut results = std::pin::pin!(stream::iter(0..plan.messages * k)
         .then(|job| async move {
             let i = job / k;
             if plan.rate > 0.0 {
@@ -65,7 +65,7 @@ pub async fn publish(plan: &PublishPlan<'_>) -> Result<PublishStats, String> {
         })
         .take_while(|_| std::future::ready(Instant::now() < plan.deadline))
         .map(|(i, ch)| send_one(&client, &url, plan, &plan.channels[ch], i))
-        .buffer_unordered(plan.concurrency.max(1));
+        .buffer_unordered(plan.concurrency.max(1)));
     while let Some(result) = results.next().await {
         match result {
             Ok(t) => {

@@ -13,7 +13,7 @@ pub struct Percentiles {
 }
 
 fn ms(us: u64) -> f64 {
-    (us as f64 / 1000.0 * 1000.0).round() / 1000.0
+    us as f64 / 1000.0
 }
 
 pub fn percentiles_ms(h: &Histogram<u64>) -> Percentiles {

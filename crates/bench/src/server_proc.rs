@@ -82,7 +82,7 @@ async fn forward_lines(
 pub fn parse_listening(line: &str) -> Option<String> {
     let rest = &line[line.find("listening on")? + "listening on".len()..];
     let addr: String = rest
-        .trim_start_matches(|c: char| c == ' ' || c == ':' || c == '=')
+        .trim_start_matches([' ', ':', '='])
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
         .collect();

@@ -154,7 +154,7 @@ pub async fn run(
                 Some(Err(e)) => return reader.gone(format!("read: {e}")),
                 None => return reader.gone("connection ended".into()),
             },
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = stopped(&mut shutdown) => break,
         }
     }
     // Close handshake: the server closes the TCP connection first, so TIME_WAIT stays on
@@ -165,6 +165,11 @@ pub async fn run(
         Some(())
     })
     .await;
+}
+
+/// Resolves once `shutdown` is true or its sender is gone.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -22,7 +22,7 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
             }
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// Clock ticks per second, the unit of utime/stime in /proc/PID/stat (usually 100).

@@ -25,7 +25,9 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     };
     let parsed = Url::parse(&with_scheme).map_err(|e| format!("bad --url {url:?}: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "ws") {
-        return Err(format!("--url {url:?}: only http:// (or ws://) is supported"));
+        return Err(format!(
+            "--url {url:?}: only http:// (or ws://) is supported"
+        ));
     }
     let port = parsed.port().unwrap_or(80);
     let raw = parsed.host_str().unwrap_or_default();
@@ -92,7 +94,10 @@ mod tests {
             parse_target("http://[::1]:9/").unwrap().addr,
             "[::1]:9".parse().unwrap()
         );
-        assert_eq!(parse_target("http://LOCALHOST:7").unwrap().host, "localhost:7");
+        assert_eq!(
+            parse_target("http://LOCALHOST:7").unwrap().host,
+            "localhost:7"
+        );
         for bad in [
             "http://10.0.0.1:80",
             "http://192.168.1.1",
@@ -110,7 +115,10 @@ mod tests {
     fn source_addresses() {
         let base = source_base(&"127.0.0.1:1".parse().unwrap());
         assert_eq!(source_addr(base, 0), "127.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(source_addr(base, 254), "127.0.1.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            source_addr(base, 254),
+            "127.0.1.0".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(
             source_addr(base, MAX_SOURCE_IPS - 1),
             "127.255.255.254".parse::<IpAddr>().unwrap()

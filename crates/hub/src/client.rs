@@ -78,6 +78,8 @@ struct Outbox {
     bytes: usize,
     waker: Option<Waker>,
     close: Option<CloseRequest>,
+    /// The close request was handed to the connection (it is reported once).
+    close_taken: bool,
     ping_due: bool,
     /// Set when the connection must stop at once (close handshake timed out).
     abort: bool,
@@ -86,6 +88,9 @@ struct Outbox {
 /// What the connection took from its outbox in one go.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Taken {
+    /// Payloads were moved out.
+    pub frames: bool,
+    /// A close request, reported once.
     pub close: Option<CloseRequest>,
     pub ping: bool,
     pub abort: bool,
@@ -228,22 +233,31 @@ impl Client {
     }
 
     /// Moves every queued payload into `into` (which the connection owns and writes from)
-    /// and reports pending requests. When nothing is queued and nothing requested, `waker`
-    /// is stored to be woken by the next push.
+    /// when `into` is empty, and reports pending requests. Payloads stay queued (and count
+    /// against the bound) while the connection still has unwritten ones, so a reader that
+    /// stops reading overflows its outbox instead of growing `into`. When nothing new is
+    /// reported, `waker` is stored to be woken by the next push or request.
     pub fn take(&self, into: &mut VecDeque<Bytes>, waker: &Waker) -> Taken {
         let mut outbox = self.outbox();
-        if into.is_empty() {
+        let mut frames = false;
+        if into.is_empty() && !outbox.frames.is_empty() {
             std::mem::swap(into, &mut outbox.frames);
-        } else {
-            into.append(&mut outbox.frames);
+            outbox.bytes = 0;
+            frames = true;
         }
-        outbox.bytes = 0;
+        let close = if outbox.close_taken {
+            None
+        } else {
+            outbox.close_taken = outbox.close.is_some();
+            outbox.close
+        };
         let taken = Taken {
-            close: outbox.close,
+            frames,
+            close,
             ping: std::mem::take(&mut outbox.ping_due),
             abort: outbox.abort,
         };
-        if into.is_empty() && taken == Taken::default() {
+        if taken == Taken::default() {
             match &outbox.waker {
                 Some(w) if w.will_wake(waker) => {}
                 _ => outbox.waker = Some(waker.clone()),
@@ -308,9 +322,28 @@ mod tests {
         assert_eq!(c.queued_bytes(), 3);
         let mut into = VecDeque::new();
         let taken = c.take(&mut into, Waker::noop());
-        assert_eq!(taken, Taken::default());
+        assert!(taken.frames);
         assert_eq!(into, [Bytes::from_static(b"a"), Bytes::from_static(b"bc")]);
         assert_eq!(c.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn take_leaves_payloads_queued_while_the_connection_has_unwritten_ones() {
+        let c = client();
+        let mut into = VecDeque::from([Bytes::from_static(b"old")]);
+        c.push(Bytes::from_static(b"new"), 10);
+        assert!(!c.take(&mut into, Waker::noop()).frames);
+        assert_eq!(into.len(), 1);
+        assert_eq!(c.queued_bytes(), 3);
+    }
+
+    #[test]
+    fn a_close_request_is_reported_once() {
+        let c = client();
+        c.request_close(1000, false);
+        assert!(c.take(&mut VecDeque::new(), Waker::noop()).close.is_some());
+        assert!(c.take(&mut VecDeque::new(), Waker::noop()).close.is_none());
+        assert!(c.is_closing());
     }
 
     #[test]

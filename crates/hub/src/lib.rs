@@ -12,15 +12,20 @@
 //! - [`rules`]: who may subscribe to which channel.
 //! - [`tier`]: the ordered tier ladder and its aliases.
 //! - [`ids`]: publication ids, epochs and connection ids.
+//! - [`signal`], [`decimal`]: the signal record, validated and routed; exact decimal prices.
+//! - [`typed`]: bodies of the typed publishes (alerts, market data, agent insights, narratives).
 
 pub mod channel;
 pub mod client;
+pub mod decimal;
 pub mod envelope;
 pub mod history;
 pub mod hub;
 pub mod ids;
 pub mod rules;
+pub mod signal;
 pub mod tier;
+pub mod typed;
 
 pub use client::{AuthKind, Client, Identity, Push};
 pub use envelope::Publication;

@@ -1,1 +1,40 @@
-//! signalhub server
+//! signalhub: a real-time signal streaming server.
+//!
+//! Publishers POST signals, prices and alerts; subscribers receive them over WebSocket
+//! within milliseconds, each publication serialized once and shared by every subscriber,
+//! tier-locked for those below its tier, sequenced per channel so gaps can be seen.
+//!
+//! # Layout
+//! - [`server`]: the accept loop, HTTP serving and graceful shutdown; [`run`] is the entry.
+//! - [`http`]: the HTTP API (publish, signals, stats, health) as an axum `Router`.
+//! - [`ws`]: the WebSocket transport: handshake, framing, the connection future, frames.
+//! - [`heartbeat`]: the sweeper that pings, times out and reaps connections.
+//! - [`registry`]: every live connection, for shutdown, admin actions and stats.
+//! - [`config`]: defaults, TOML, environment and flags, validated at start.
+//! - [`state`], [`clock`], [`idempotency`]: shared state, a coarse clock, publish dedup.
+//!
+//! The hub itself (channels, tiers, history, fan-out) is the `signalhub-hub` crate.
+
+pub mod clock;
+pub mod config;
+pub mod heartbeat;
+pub mod http;
+pub mod idempotency;
+pub mod registry;
+pub mod server;
+pub mod state;
+pub mod ws;
+
+use std::future::Future;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Runs a server on `listener` with `config` until `shutdown` completes.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    server::serve(listener, AppState::new(config), shutdown).await
+}

@@ -1,0 +1,604 @@
+//! Configuration: defaults, then the TOML file, then `SIGNALHUB_*` variables, then flags.
+//!
+//! Everything is validated once at start; an invalid setting is a [`ConfigError`] naming the
+//! key, variable or flag, and the binary exits with code 2.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use signalhub_hub::channel::Glob;
+use signalhub_hub::history::HistoryLimits;
+use signalhub_hub::rules::{Access, ChannelRule, ChannelRules};
+use signalhub_hub::signal::SignalRules;
+use signalhub_hub::{HubConfig, TierLadder};
+
+/// An invalid setting: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {field}: {message}")]
+pub struct ConfigError {
+    /// The TOML key, environment variable or flag at fault.
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Publisher,
+    Admin,
+}
+
+/// A configured API key.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub key: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for ApiKey {
+    // Secrets never reach logs, not even through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("key", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// Connection and request limits (spec section 5).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_subscriptions: usize,
+    pub client_frames_per_second: u32,
+    pub client_frames_burst: u32,
+    pub connections_per_ip: usize,
+    pub idle_timeout_s: u32,
+    pub ping_interval_s: u32,
+    pub max_queue_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 65_536,
+            max_subscriptions: 1024,
+            client_frames_per_second: 50,
+            client_frames_burst: 100,
+            connections_per_ip: 1000,
+            idle_timeout_s: 300,
+            ping_interval_s: 25,
+            max_queue_bytes: 1 << 20,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// `[tiers]`: the ladder, lowest first, and aliases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TiersFile {
+    pub ladder: Vec<String>,
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Default for TiersFile {
+    fn default() -> Self {
+        TiersFile {
+            ladder: ["free", "premium", "holder", "whale"].map(String::from).into(),
+            aliases: [
+                ("starter", "free"),
+                ("professional", "premium"),
+                ("institutional", "whale"),
+            ]
+            .into_iter()
+            .map(|(a, t)| (a.to_string(), t.to_string()))
+            .collect(),
+        }
+    }
+}
+
+/// `[signals]`: tier thresholds and accepted signal types.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsFile {
+    pub premium_min_confidence: f64,
+    pub whale_min_confidence: f64,
+    pub high_confidence: f64,
+    pub extra_types: Vec<String>,
+}
+
+impl Default for SignalsFile {
+    fn default() -> Self {
+        SignalsFile {
+            premium_min_confidence: 0.8,
+            whale_min_confidence: 0.9,
+            high_confidence: 0.8,
+            extra_types: Vec::new(),
+        }
+    }
+}
+
+/// One `[[channels]]` rule: `pattern` plus `min_tier` or `access = "owner"`/`"open"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRuleFile {
+    pub pattern: String,
+    pub min_tier: Option<String>,
+    pub access: Option<String>,
+}
+
+/// One `[[history.rules]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRuleFile {
+    pub pattern: String,
+    pub size: Option<usize>,
+    pub ttl_s: Option<u64>,
+}
+
+/// `[history]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryFile {
+    pub size: usize,
+    pub ttl_s: u64,
+    pub rules: Vec<HistoryRuleFile>,
+    pub latest_value: Vec<String>,
+}
+
+impl Default for HistoryFile {
+    fn default() -> Self {
+        HistoryFile {
+            size: 100,
+            ttl_s: 300,
+            rules: Vec::new(),
+            latest_value: vec!["price:*".into(), "market:*".into()],
+        }
+    }
+}
+
+/// The TOML file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    pub listen: Option<String>,
+    pub log: Option<String>,
+    pub store: Option<String>,
+    pub broker: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub api_keys: Option<Vec<ApiKey>>,
+    pub dedup_window_s: Option<u64>,
+    pub limits: Limits,
+    pub tiers: TiersFile,
+    pub signals: SignalsFile,
+    pub channels: Option<Vec<ChannelRuleFile>>,
+    pub history: HistoryFile,
+}
+
+/// Where signals are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub log: String,
+    pub store: StoreUrl,
+    pub jwt_secret: Option<String>,
+    /// Empty means any origin.
+    pub allowed_origins: Vec<String>,
+    pub api_keys: Vec<ApiKey>,
+    /// True when no key was configured and one was generated at start.
+    pub generated_key: bool,
+    pub dedup_window_s: u64,
+    pub limits: Limits,
+    pub signals: SignalRules,
+    pub rules: ChannelRules,
+    pub hub: HubConfig,
+}
+
+/// Values from the command line, which win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// A source of environment variables (the process environment, or a map in tests).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Env for [(&str, &str)] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// Reads and parses the TOML file.
+pub fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("--config", format!("cannot read {}: {e}", path.display())))?;
+    parse_file(&text)
+}
+
+/// Parses TOML text; unknown keys and wrong types are errors naming the key.
+pub fn parse_file(text: &str) -> Result<ConfigFile, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().to_string();
+        let field = e
+            .span()
+            .and_then(|span| text.get(span))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.len() < 80)
+            .unwrap_or_else(|| "config file".to_string());
+        invalid(field, message)
+    })
+}
+
+fn env_nonempty(env: &(impl Env + ?Sized), name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Parses `SIGNALHUB_API_KEYS`: `key:role` pairs split on `,`, the last `:` separating the role.
+pub fn parse_api_keys(value: &str, field: &str) -> Result<Vec<ApiKey>, ConfigError> {
+    let mut keys = Vec::new();
+    for entry in comma_list(value) {
+        let (key, role) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(field, "each entry must be key:role"))?;
+        let role = match role.trim() {
+            "publisher" => Role::Publisher,
+            "admin" => Role::Admin,
+            _ => return Err(invalid(field, "role must be publisher or admin")),
+        };
+        keys.push(ApiKey {
+            key: key.trim().to_string(),
+            role,
+        });
+    }
+    Ok(keys)
+}
+
+fn parse_limit<T: std::str::FromStr>(
+    env: &(impl Env + ?Sized),
+    name: &str,
+    slot: &mut T,
+) -> Result<(), ConfigError> {
+    if let Some(value) = env_nonempty(env, name) {
+        *slot = value
+            .parse()
+            .map_err(|_| invalid(name, format!("{value:?} is not a non-negative integer")))?;
+    }
+    Ok(())
+}
+
+fn parse_store(value: &str, field: &str) -> Result<StoreUrl, ConfigError> {
+    if let Some(path) = value.strip_prefix("sqlite:") {
+        if path.is_empty() {
+            return Err(invalid(field, "sqlite: needs a path or :memory:"));
+        }
+        Ok(StoreUrl::Sqlite(path.to_string()))
+    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Ok(StoreUrl::Postgres(value.to_string()))
+    } else {
+        Err(invalid(field, "must be sqlite:PATH or postgres://..."))
+    }
+}
+
+/// Parses `SIGNALHUB_CHANNEL_RULES`: `pattern=tier|owner|open` pairs split on `,`.
+fn parse_rules_env(value: &str) -> Vec<ChannelRuleFile> {
+    comma_list(value)
+        .into_iter()
+        .map(|entry| {
+            let (pattern, access) = entry.rsplit_once('=').unwrap_or((&entry, ""));
+            let access = access.trim().to_string();
+            let (min_tier, access) = match access.as_str() {
+                "owner" | "open" => (None, Some(access)),
+                _ => (Some(access), None),
+            };
+            ChannelRuleFile {
+                pattern: pattern.trim().to_string(),
+                min_tier,
+                access,
+            }
+        })
+        .collect()
+}
+
+fn build_rules(
+    rules: Option<Vec<ChannelRuleFile>>,
+    ladder: &TierLadder,
+    field: &str,
+) -> Result<ChannelRules, ConfigError> {
+    let Some(rules) = rules else {
+        return Ok(ChannelRules::defaults(ladder));
+    };
+    let mut built = Vec::new();
+    for (i, rule) in rules.into_iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let access = match (rule.min_tier.as_deref(), rule.access.as_deref()) {
+            (Some(tier), None) => Access::MinTier(
+                ladder
+                    .parse(tier)
+                    .ok_or_else(|| invalid(format!("{at}.min_tier"), format!("unknown tier {tier:?}")))?,
+            ),
+            (None, Some("owner")) => Access::Owner,
+            (None, Some("open")) => Access::Open,
+            (None, Some(other)) => {
+                return Err(invalid(
+                    format!("{at}.access"),
+                    format!("{other:?} is not owner or open"),
+                ))
+            }
+            _ => return Err(invalid(at, "give exactly one of min_tier or access")),
+        };
+        built.push(
+            ChannelRule::new(&rule.pattern, access).map_err(|m| invalid(format!("{at}.pattern"), m))?,
+        );
+    }
+    Ok(ChannelRules::new(built))
+}
+
+fn check_confidence(value: f64, field: &str) -> Result<(), ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(field, "must be within 0..1"))
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults < TOML file < environment < flags.
+    pub fn load(overrides: &Overrides, env: &(impl Env + ?Sized)) -> Result<Config, ConfigError> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None => ConfigFile::default(),
+        };
+        Config::resolve(file, overrides, env)
+    }
+
+    /// Combines an already-parsed file with the environment and flags, and validates.
+    pub fn resolve(
+        file: ConfigFile,
+        overrides: &Overrides,
+        env: &(impl Env + ?Sized),
+    ) -> Result<Config, ConfigError> {
+        let (listen_text, listen_field) = match (&overrides.listen, env_nonempty(env, "SIGNALHUB_LISTEN"), &file.listen) {
+            (Some(flag), _, _) => (flag.clone(), "--listen"),
+            (None, Some(var), _) => (var, "SIGNALHUB_LISTEN"),
+            (None, None, Some(toml)) => (toml.clone(), "listen"),
+            (None, None, None) => ("127.0.0.1:8080".to_string(), "listen"),
+        };
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid(listen_field, format!("{listen_text:?} is not host:port (an IP address and a port)")))?;
+
+        let log = env_nonempty(env, "SIGNALHUB_LOG")
+            .or(file.log)
+            .unwrap_or_else(|| "info".to_string());
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .map_err(|e| invalid("SIGNALHUB_LOG", e.to_string()))?;
+
+        let store = match env_nonempty(env, "SIGNALHUB_STORE") {
+            Some(v) => parse_store(&v, "SIGNALHUB_STORE")?,
+            None => parse_store(file.store.as_deref().unwrap_or("sqlite:signalhub.db"), "store")?,
+        };
+
+        let (broker, broker_field) = match env_nonempty(env, "SIGNALHUB_BROKER") {
+            Some(v) => (v, "SIGNALHUB_BROKER"),
+            None => (file.broker.unwrap_or_else(|| "memory".into()), "broker"),
+        };
+        if broker != "memory" {
+            return Err(invalid(
+                broker_field,
+                format!("{broker:?} is not supported by this build; use memory"),
+            ));
+        }
+
+        let jwt_secret = env_nonempty(env, "SIGNALHUB_JWT_SECRET").or(file.jwt_secret);
+        if let Some(secret) = &jwt_secret {
+            if secret.len() < 16 {
+                return Err(invalid("SIGNALHUB_JWT_SECRET", "must be at least 16 bytes"));
+            }
+        }
+
+        let allowed_origins = match env.var("SIGNALHUB_ALLOWED_ORIGINS") {
+            Some(v) => comma_list(&v),
+            None => file.allowed_origins.unwrap_or_default(),
+        };
+        let allowed_origins = if allowed_origins.iter().any(|o| o == "*") {
+            Vec::new()
+        } else {
+            allowed_origins
+        };
+
+        let (mut api_keys, keys_field) = match env_nonempty(env, "SIGNALHUB_API_KEYS") {
+            Some(v) => (parse_api_keys(&v, "SIGNALHUB_API_KEYS")?, "SIGNALHUB_API_KEYS"),
+            None => (file.api_keys.unwrap_or_default(), "api_keys"),
+        };
+        for key in &api_keys {
+            if key.key.len() < 8 {
+                return Err(invalid(keys_field, "each key must be at least 8 characters"));
+            }
+        }
+        let generated_key = api_keys.is_empty();
+        if generated_key {
+            api_keys.push(ApiKey {
+                key: format!("shk_{}", signalhub_hub::ids::random_token(32)),
+                role: Role::Publisher,
+            });
+        }
+
+        let mut limits = file.limits;
+        parse_limit(env, "SIGNALHUB_MAX_MESSAGE_BYTES", &mut limits.max_message_bytes)?;
+        parse_limit(env, "SIGNALHUB_MAX_SUBSCRIPTIONS", &mut limits.max_subscriptions)?;
+        parse_limit(env, "SIGNALHUB_CLIENT_FRAMES_PER_SECOND", &mut limits.client_frames_per_second)?;
+        parse_limit(env, "SIGNALHUB_CLIENT_FRAMES_BURST", &mut limits.client_frames_burst)?;
+        parse_limit(env, "SIGNALHUB_CONNECTIONS_PER_IP", &mut limits.connections_per_ip)?;
+        parse_limit(env, "SIGNALHUB_IDLE_TIMEOUT_S", &mut limits.idle_timeout_s)?;
+        parse_limit(env, "SIGNALHUB_PING_INTERVAL_S", &mut limits.ping_interval_s)?;
+        parse_limit(env, "SIGNALHUB_MAX_QUEUE_BYTES", &mut limits.max_queue_bytes)?;
+        parse_limit(env, "SIGNALHUB_MAX_BODY_BYTES", &mut limits.max_body_bytes)?;
+        let positive: [(&str, usize); 8] = [
+            ("limits.max_message_bytes", limits.max_message_bytes),
+            ("limits.max_subscriptions", limits.max_subscriptions),
+            ("limits.client_frames_per_second", limits.client_frames_per_second as usize),
+            ("limits.client_frames_burst", limits.client_frames_burst as usize),
+            ("limits.connections_per_ip", limits.connections_per_ip),
+            ("limits.ping_interval_s", limits.ping_interval_s as usize),
+            ("limits.max_queue_bytes", limits.max_queue_bytes),
+            ("limits.max_body_bytes", limits.max_body_bytes),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if limits.idle_timeout_s <= limits.ping_interval_s {
+            return Err(invalid(
+                "limits.idle_timeout_s",
+                "must be longer than limits.ping_interval_s",
+            ));
+        }
+        if limits.max_message_bytes > 16 << 20 {
+            return Err(invalid("limits.max_message_bytes", "must be at most 16 MiB"));
+        }
+
+        let aliases: Vec<(String, String)> = file.tiers.aliases.into_iter().collect();
+        let ladder = TierLadder::new(&file.tiers.ladder, &aliases)
+            .map_err(|e| invalid("tiers", e.to_string()))?;
+
+        let file_signals = file.signals;
+        check_confidence(file_signals.premium_min_confidence, "signals.premium_min_confidence")?;
+        check_confidence(file_signals.whale_min_confidence, "signals.whale_min_confidence")?;
+        check_confidence(file_signals.high_confidence, "signals.high_confidence")?;
+        if file_signals.whale_min_confidence < file_signals.premium_min_confidence {
+            return Err(invalid(
+                "signals.whale_min_confidence",
+                "must not be below signals.premium_min_confidence",
+            ));
+        }
+        let signals = SignalRules {
+            premium_min_confidence: file_signals.premium_min_confidence,
+            whale_min_confidence: file_signals.whale_min_confidence,
+            high_confidence: file_signals.high_confidence,
+            extra_signal_types: file_signals.extra_types,
+        };
+        signals
+            .validate()
+            .map_err(|e| invalid(format!("signals.{}", e.field), e.message))?;
+
+        let rules = match env_nonempty(env, "SIGNALHUB_CHANNEL_RULES") {
+            Some(v) => build_rules(Some(parse_rules_env(&v)), &ladder, "SIGNALHUB_CHANNEL_RULES")?,
+            None => build_rules(file.channels, &ladder, "channels")?,
+        };
+
+        let history = HistoryLimits {
+            size: file.history.size,
+            ttl_ms: file.history.ttl_s.saturating_mul(1000),
+        };
+        if history.size > 100_000 {
+            return Err(invalid("history.size", "must be at most 100000"));
+        }
+        let mut history_rules = Vec::new();
+        for (i, rule) in file.history.rules.iter().enumerate() {
+            let glob = Glob::parse(&rule.pattern)
+                .map_err(|m| invalid(format!("history.rules[{i}].pattern"), m))?;
+            let limits = HistoryLimits {
+                size: rule.size.unwrap_or(history.size),
+                ttl_ms: rule.ttl_s.map_or(history.ttl_ms, |s| s.saturating_mul(1000)),
+            };
+            if limits.size > 100_000 {
+                return Err(invalid(format!("history.rules[{i}].size"), "must be at most 100000"));
+            }
+            history_rules.push((glob, limits));
+        }
+        let mut latest_value = Vec::new();
+        for (i, pattern) in file.history.latest_value.iter().enumerate() {
+            latest_value.push(
+                Glob::parse(pattern).map_err(|m| invalid(format!("history.latest_value[{i}]"), m))?,
+            );
+        }
+
+        let hub = HubConfig {
+            ladder,
+            max_queue_bytes: limits.max_queue_bytes,
+            history,
+            history_rules,
+            latest_value,
+        };
+        Ok(Config {
+            listen,
+            log,
+            store,
+            jwt_secret,
+            allowed_origins,
+            api_keys,
+            generated_key,
+            dedup_window_s: file.dedup_window_s.unwrap_or(300),
+            limits,
+            signals,
+            rules,
+            hub,
+        })
+    }
+
+    /// Defaults for tests and embedding: no file, no environment.
+    pub fn for_tests() -> Config {
+        let env: [(&str, &str); 1] = [("SIGNALHUB_API_KEYS", "test-publisher-key:publisher,test-admin-key:admin")];
+        Config::resolve(ConfigFile::default(), &Overrides::default(), &env[..])
+            .expect("test defaults are valid")
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

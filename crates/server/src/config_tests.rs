@@ -1,0 +1,137 @@
+//! Tests of configuration precedence and validation.
+
+use super::*;
+
+fn resolve(file: &str, env: &[(&str, &str)], listen_flag: Option<&str>) -> Result<Config, ConfigError> {
+    let overrides = Overrides {
+        listen: listen_flag.map(String::from),
+        config: None,
+    };
+    Config::resolve(parse_file(file)?, &overrides, env)
+}
+
+#[test]
+fn defaults_listen_on_loopback_8080_with_a_generated_publisher_key() {
+    let c = resolve("", &[], None).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert!(c.generated_key);
+    assert_eq!(c.api_keys.len(), 1);
+    assert_eq!(c.api_keys[0].role, Role::Publisher);
+    assert_eq!(c.store, StoreUrl::Sqlite("signalhub.db".into()));
+    assert_eq!(c.limits, Limits::default());
+}
+
+#[test]
+fn flag_beats_environment_beats_file() {
+    let file = r#"listen = "127.0.0.1:1""#;
+    let env = [("SIGNALHUB_LISTEN", "127.0.0.1:2")];
+    assert_eq!(resolve(file, &[], None).unwrap().listen.port(), 1);
+    assert_eq!(resolve(file, &env, None).unwrap().listen.port(), 2);
+    assert_eq!(resolve(file, &env, Some("127.0.0.1:3")).unwrap().listen.port(), 3);
+}
+
+#[test]
+fn api_keys_env_splits_on_commas_and_the_last_colon() {
+    let env = [("SIGNALHUB_API_KEYS", " pub:key:1:publisher , adminkey1:admin ")];
+    let c = resolve("", &env, None).unwrap();
+    assert!(!c.generated_key);
+    assert_eq!(c.api_keys[0].key, "pub:key:1");
+    assert_eq!(c.api_keys[0].role, Role::Publisher);
+    assert_eq!(c.api_keys[1].role, Role::Admin);
+}
+
+#[test]
+fn an_empty_api_keys_variable_means_unset() {
+    let c = resolve("", &[("SIGNALHUB_API_KEYS", "  ")], None).unwrap();
+    assert!(c.generated_key);
+}
+
+#[test]
+fn invalid_values_name_the_field() {
+    let cases: [(&str, &[(&str, &str)], &str); 8] = [
+        ("", &[("SIGNALHUB_LISTEN", "nope")], "SIGNALHUB_LISTEN"),
+        ("", &[("SIGNALHUB_API_KEYS", "k12345678:root")], "SIGNALHUB_API_KEYS"),
+        ("", &[("SIGNALHUB_STORE", "mysql://x")], "SIGNALHUB_STORE"),
+        ("", &[("SIGNALHUB_BROKER", "kafka://x")], "SIGNALHUB_BROKER"),
+        ("", &[("SIGNALHUB_MAX_SUBSCRIPTIONS", "-1")], "SIGNALHUB_MAX_SUBSCRIPTIONS"),
+        ("[limits]\nmax_subscriptions = 0", &[], "limits.max_subscriptions"),
+        ("[signals]\nhigh_confidence = 1.5", &[], "signals.high_confidence"),
+        ("[[channels]]\npattern = \"vip\"\nmin_tier = \"gold\"", &[], "channels[0].min_tier"),
+    ];
+    for (file, env, field) in cases {
+        let err = resolve(file, env, None).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+    }
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused_naming_the_key() {
+    let err = parse_file("lissen = \"127.0.0.1:1\"").unwrap_err();
+    assert!(err.to_string().contains("lissen"), "{err}");
+}
+
+#[test]
+fn channel_rules_come_from_the_file_or_the_environment() {
+    let file = "[[channels]]\npattern = \"vip:*\"\nmin_tier = \"whale\"\n";
+    let c = resolve(file, &[], None).unwrap();
+    let ladder = &c.hub.ladder;
+    assert!(c.rules.check(ladder, "vip:room", ladder.parse("premium").unwrap(), None).is_err());
+    assert!(c.rules.check(ladder, "premium", signalhub_hub::TierId::LOWEST, None).is_ok());
+
+    let env = [("SIGNALHUB_CHANNEL_RULES", "desk:{user}=owner,pro=premium")];
+    let c = resolve("", &env, None).unwrap();
+    assert!(c.rules.check(&c.hub.ladder, "desk:alice", signalhub_hub::TierId::LOWEST, Some("bob")).is_err());
+    assert!(c.rules.check(&c.hub.ladder, "pro", signalhub_hub::TierId::LOWEST, None).is_err());
+}
+
+#[test]
+fn a_full_file_parses() {
+    let file = r#"
+listen = "127.0.0.1:9000"
+log = "debug"
+store = "sqlite::memory:"
+jwt_secret = "0123456789abcdef0123"
+allowed_origins = ["https://app.example"]
+dedup_window_s = 60
+api_keys = [{ key = "publisher-key-1", role = "publisher" }, { key = "admin-key-1", role = "admin" }]
+
+[limits]
+max_subscriptions = 10
+idle_timeout_s = 60
+
+[tiers]
+ladder = ["basic", "pro"]
+aliases = { starter = "basic" }
+
+[signals]
+premium_min_confidence = 0.7
+whale_min_confidence = 0.95
+
+[[channels]]
+pattern = "pro"
+min_tier = "pro"
+
+[history]
+size = 10
+ttl_s = 30
+latest_value = ["price:*"]
+rules = [{ pattern = "price:*", size = 1 }]
+"#;
+    let c = resolve(file, &[], None).unwrap();
+    assert_eq!(c.listen.port(), 9000);
+    assert_eq!(c.limits.max_subscriptions, 10);
+    assert_eq!(c.hub.ladder.len(), 2);
+    assert_eq!(c.allowed_origins, ["https://app.example"]);
+    assert_eq!(c.hub.history.size, 10);
+    assert_eq!(c.hub.history_rules[0].1.size, 1);
+    assert_eq!(c.dedup_window_s, 60);
+}
+
+#[test]
+fn api_key_debug_output_hides_the_secret() {
+    let key = ApiKey {
+        key: "super-secret-value".into(),
+        role: Role::Admin,
+    };
+    assert!(!format!("{key:?}").contains("super-secret-value"));
+}

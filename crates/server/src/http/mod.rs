@@ -1,0 +1,82 @@
+//! The HTTP API: routes, the error type, bodies and API keys.
+//!
+//! [`router`] builds the whole application from an [`AppState`], so tests can drive it
+//! without a socket; the accept loop in `server` serves it.
+
+pub mod body;
+pub mod error;
+pub mod keys;
+mod publish;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+
+use crate::state::AppState;
+use crate::ws::handshake::{self, Route};
+use error::ApiError;
+
+fn ws(route: Route) -> MethodRouter<AppState> {
+    get(
+        move |state: State<AppState>,
+              peer: ConnectInfo<SocketAddr>,
+              path: Option<Path<String>>,
+              query: Query<HashMap<String, String>>,
+              request: Request| {
+            handshake::upgrade(state, peer, path, query, route.clone(), request)
+        },
+    )
+}
+
+/// While shutting down, everything but liveness answers 503.
+async fn refuse_while_stopping(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.is_stopping() && request.uri().path() != "/health" {
+        return ApiError::unavailable("server is shutting down").into_response();
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", ws(Route::Plain))
+        .route("/ws/signals", ws(Route::Fixed(&["signals"])))
+        .route("/ws/notifications", ws(Route::Fixed(&["signals"])))
+        .route("/ws/unified", ws(Route::Fixed(&["unified"])))
+        .route("/ws/narrative", ws(Route::Fixed(&["narrative"])))
+        .route("/ws/market/{symbol}", ws(Route::Market))
+        .route("/ws/agents/{name}", ws(Route::Agent))
+        .route("/ws/bots/{bot_id}", ws(Route::Bot))
+        .route("/ws/trade-execution", ws(Route::TradeExecution))
+        .route("/ws/stats", get(stats::stats))
+        .route("/ws/health", get(stats::ready))
+        .route("/health", get(stats::health))
+        .route("/api/v1/publish", post(publish::publish))
+        .route("/api/v1/broadcast", post(publish::broadcast))
+        .route("/api/v1/signals", post(publish::signal))
+        .route("/api/v1/external-signals/sync/signal", post(publish::signal))
+        .route("/api/v1/alerts", post(publish::alerts))
+        .route("/api/v1/market-data", post(publish::market_data))
+        .route("/api/v1/agent-insights", post(publish::agent_insights))
+        .route("/api/v1/narratives", post(publish::narratives))
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_stopping))
+        .with_state(state)
+}

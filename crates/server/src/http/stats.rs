@@ -1,0 +1,78 @@
+//! People-facing figures: `/ws/stats`, `/health` and `/ws/health`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use signalhub_hub::AuthKind;
+
+use crate::state::AppState;
+
+/// `GET /ws/stats` (spec section 9, item 31).
+pub async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let ladder = state.hub.ladder();
+    let mut by_auth = [0usize; 3];
+    let mut identities: HashSet<String> = HashSet::new();
+    let mut by_tier: Vec<HashSet<String>> = vec![HashSet::new(); ladder.len()];
+    let mut total = 0usize;
+    state.registry.for_each(|client| {
+        total += 1;
+        let identity = client.identity();
+        by_auth[match identity.auth {
+            AuthKind::Anonymous => 0,
+            AuthKind::Session => 1,
+            AuthKind::Wallet => 2,
+        }] += 1;
+        let key = match (&identity.user, &identity.anonymous_id) {
+            (Some(user), _) => format!("u:{user}"),
+            (None, Some(anon)) => format!("a:{anon}"),
+            (None, None) => format!("c:{}", client.id()),
+        };
+        if let Some(set) = by_tier.get_mut(identity.tier.index()) {
+            set.insert(key.clone());
+        }
+        identities.insert(key);
+    });
+    let users_by_tier: BTreeMap<&str, usize> = ladder
+        .names()
+        .zip(by_tier.iter().map(HashSet::len))
+        .collect();
+    let hub = state.hub.stats();
+    Json(json!({
+        "total_connections": total,
+        "active_users": identities.len(),
+        "connections_by_auth": {"anonymous": by_auth[0], "session": by_auth[1], "wallet": by_auth[2]},
+        "users_by_tier": users_by_tier,
+        "channels": hub.channels,
+        "subscriptions": hub.subscriptions,
+        "publications": hub.publications,
+        "messages_in": state.messages_in.load(Ordering::Relaxed),
+        "messages_out": hub.deliveries,
+        "uptime_s": state.clock.uptime_s(),
+    }))
+}
+
+/// `GET /health`: liveness, 200 while the process runs.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /ws/health`: readiness of the server and its dependencies; 503 while stopping.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let stopping = state.is_stopping();
+    let body = json!({
+        "status": if stopping { "stopping" } else { "ok" },
+        "broker": "memory",
+        "connections": state.registry.len(),
+    });
+    let status = if stopping {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}

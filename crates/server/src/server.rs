@@ -1,0 +1,126 @@
+//! The accept loop, HTTP serving and graceful shutdown.
+//!
+//! We accept TCP ourselves and serve each connection with hyper's HTTP/1 (with upgrades),
+//! so an upgraded WebSocket can be taken back out as the plain `TcpStream` it was. Shutdown
+//! follows spec section 9, item 38; hyper's graceful shutdown does not know about upgraded
+//! sockets, so those are closed through the registry.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::value::RawValue;
+use signalhub_hub::{ids, Publication};
+use tokio::net::TcpListener;
+use tower::Service;
+
+use crate::heartbeat;
+use crate::http;
+use crate::state::AppState;
+use crate::ws::connection::close;
+use crate::ws::protocol::now_rfc3339;
+
+/// Everything must be closed within this after a shutdown signal.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+/// Connections still open this long after their 1001 are dropped without a handshake.
+const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(3);
+
+/// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let app = http::router(state.clone());
+    // Each HTTP connection task holds a `done` sender and watches `stop`; after shutdown
+    // begins, `done_rx` yields None once every one of them has finished.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let sweeper = tokio::spawn(heartbeat::run(state.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let app = app.clone();
+                    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        app.clone().call(request)
+                    });
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades();
+                    let mut stop = stop_rx.clone();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let _done = done;
+                        tokio::pin!(conn);
+                        let result = tokio::select! {
+                            result = conn.as_mut() => result,
+                            _ = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, %peer, "http connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let started = Instant::now();
+    tracing::info!("shutting down");
+    state.begin_stopping();
+    announce_shutdown(&state);
+    state.registry.for_each(|c| c.request_close(close::GOING_AWAY, false));
+    let _ = stop_tx.send(true);
+    drop(done_tx);
+    let http = tokio::time::timeout(SHUTDOWN_BUDGET, done_rx.recv());
+    let sockets = async {
+        while !state.registry.is_empty() {
+            if started.elapsed() >= CLOSE_HANDSHAKE_WAIT {
+                state.registry.for_each(|c| c.abort());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::join!(http, tokio::time::timeout(SHUTDOWN_BUDGET, sockets));
+    sweeper.abort();
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    Ok(())
+}
+
+/// Publishes `system_status {"status":"shutting_down"}` on `system`.
+fn announce_shutdown(state: &AppState) {
+    let data = RawValue::from_string(r#"{"status":"shutting_down"}"#.to_string()).expect("valid JSON");
+    let id = ids::ulid("sys_");
+    let timestamp = now_rfc3339();
+    state.hub.publish(
+        "system",
+        &Publication {
+            kind: "system_status",
+            id: &id,
+            timestamp: &timestamp,
+            tier: None,
+            data: &data,
+        },
+    );
+}

@@ -1,0 +1,458 @@
+//! One WebSocket connection: a hand-written future that owns the socket.
+//!
+//! Memory per idle connection is the scaling limit of a fan-out server, so this future is
+//! small and allocates nothing while idle: no read buffer (it waits for readability, then
+//! reads into a stack array; only a partial frame is kept on the heap), no timers (the
+//! sweeper in `heartbeat` pings, times out and aborts), an outbox that is an empty
+//! `VecDeque` until something is queued. Everything it does is synchronous: the hub never
+//! awaits, so one `poll` reads, handles frames, and writes every queued frame in one
+//! `writev` (coalescing bursts) until the socket or the outbox runs dry.
+//!
+//! Queued items are JSON payloads written as text frames (the header is built at write
+//! time, so one payload is shared by every subscriber) or complete control frames, told
+//! apart by their first byte: a control frame starts with 0x8X (FIN and opcode), which can
+//! never start the UTF-8 text of a JSON payload.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use signalhub_hub::{Client, TierId};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+
+use super::frame::{self, Decoder, Message, OpCode};
+use super::session;
+use crate::state::AppState;
+
+/// Close codes this module sends.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    pub const RATE_LIMITED: u16 = 4008;
+    pub const SLOW_CONSUMER: u16 = 4009;
+    pub const IDLE: u16 = 4010;
+
+    /// The reason text sent with a close code.
+    pub fn reason(code: u16) -> &'static str {
+        match code {
+            NORMAL => "normal closure",
+            GOING_AWAY => "server shutting down",
+            POLICY => "disconnected by policy",
+            TOO_BIG => "message too big",
+            TOKEN_EXPIRED => "token expired",
+            RATE_LIMITED => "rate limit exceeded",
+            SLOW_CONSUMER => "slow consumer: outbound queue overflow",
+            IDLE => "idle timeout",
+            1002 => "protocol error",
+            1007 => "invalid UTF-8",
+            _ => "",
+        }
+    }
+}
+
+/// At most this many frames and bytes go into one `writev`.
+const MAX_BATCH_FRAMES: usize = 32;
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// Stack buffer for one read.
+const READ_CHUNK: usize = 4096;
+/// Rounds of read/handle/write in one poll before yielding to other tasks.
+const POLL_BUDGET: usize = 16;
+/// Unwritten control frames (pongs) tolerated before a non-reading peer counts as slow.
+const MAX_UNWRITTEN_FRAMES: usize = 4096;
+
+static PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
+
+pub type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Our close frame is queued; once written we wait for the peer's.
+    Closing,
+    /// Our close frame is written.
+    CloseSent,
+}
+
+/// The connection future. Spawn it; it ends when the connection is closed.
+pub struct Connection {
+    stream: TcpStream,
+    pub(super) client: Arc<Client>,
+    pub(super) state: AppState,
+    decoder: Decoder,
+    /// Bytes of an incomplete inbound frame (empty, unallocated, while idle).
+    stash: Vec<u8>,
+    /// Items being written; `head_written` bytes of the first are already out.
+    out: VecDeque<Bytes>,
+    head_written: usize,
+    /// Channels held, with the tier bucket each was joined in.
+    pub(super) subs: Vec<(Arc<str>, TierId)>,
+    limiter: Limiter,
+    refusals: u8,
+    refusal_window_s: u32,
+    phase: Phase,
+    /// The peer sent its close frame (or the stream broke): finish once flushed.
+    peer_done: bool,
+    /// A protocol error stopped decoding; inbound bytes are ignored until the end.
+    broken: bool,
+    ip: IpAddr,
+}
+
+fn is_control(item: &Bytes) -> bool {
+    item.first().is_some_and(|b| b & 0xF0 == 0x80)
+}
+
+fn header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    }
+}
+
+fn item_len(item: &Bytes) -> usize {
+    if is_control(item) {
+        item.len()
+    } else {
+        header_len(item.len()) + item.len()
+    }
+}
+
+impl Connection {
+    /// A connection over an upgraded socket. The caller registered `client`.
+    pub fn new(stream: TcpStream, client: Arc<Client>, state: AppState, ip: IpAddr) -> Self {
+        let limits = &state.config.limits;
+        let quota = Quota::per_second(std::num::NonZeroU32::new(limits.client_frames_per_second).expect("validated"))
+            .allow_burst(std::num::NonZeroU32::new(limits.client_frames_burst).expect("validated"));
+        let decoder = Decoder::new(limits.max_message_bytes);
+        Connection {
+            stream,
+            client,
+            decoder,
+            stash: Vec::new(),
+            out: VecDeque::new(),
+            head_written: 0,
+            subs: Vec::new(),
+            limiter: RateLimiter::direct_with_clock(quota, MonotonicClock),
+            refusals: 0,
+            refusal_window_s: 0,
+            phase: Phase::Open,
+            peer_done: false,
+            broken: false,
+            ip,
+            state,
+        }
+    }
+
+    /// Queues a reply or notice through the outbox, in order with publications.
+    pub(super) fn reply(&self, frame: Bytes) {
+        self.client.push(frame, self.state.config.limits.max_queue_bytes);
+    }
+
+    /// Starts the close handshake with `code` (once).
+    pub(super) fn begin_close(&mut self, code: u16, discard_pending: bool) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        if discard_pending {
+            let keep = usize::from(self.head_written > 0);
+            self.out.truncate(keep);
+        }
+        self.out.push_back(frame::close_frame(code, close::reason(code)));
+        self.phase = Phase::Closing;
+    }
+
+    /// Writes queued items until done or the socket is full.
+    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while !self.out.is_empty() {
+            let count = self.out.len().min(MAX_BATCH_FRAMES);
+            let mut headers = [[0u8; 10]; MAX_BATCH_FRAMES];
+            let mut header_lens = [0usize; MAX_BATCH_FRAMES];
+            for (i, item) in self.out.iter().take(count).enumerate() {
+                if !is_control(item) {
+                    header_lens[i] = frame::write_header(OpCode::Text, item.len(), &mut headers[i]);
+                }
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_BATCH_FRAMES * 2];
+            let mut n_slices = 0;
+            let mut batch_bytes = 0;
+            for (i, item) in self.out.iter().take(count).enumerate() {
+                let header = &headers[i][..header_lens[i]];
+                let skip = if i == 0 { self.head_written } else { 0 };
+                let payload_skip = if skip < header.len() {
+                    slices[n_slices] = IoSlice::new(&header[skip..]);
+                    n_slices += 1;
+                    0
+                } else {
+                    skip - header.len()
+                };
+                slices[n_slices] = IoSlice::new(&item[payload_skip..]);
+                n_slices += 1;
+                batch_bytes += header.len() + item.len() - skip;
+                if batch_bytes >= MAX_BATCH_BYTES {
+                    break;
+                }
+            }
+            match self.stream.try_write_vectored(&slices[..n_slices]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => return Ok(()),
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out.capacity() > 64 {
+            // After a burst, give the memory back: idle connections should cost nothing here.
+            self.out = VecDeque::new();
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.out.front() else {
+                return;
+            };
+            let remaining = item_len(front) - self.head_written;
+            if written >= remaining {
+                written -= remaining;
+                self.out.pop_front();
+                self.head_written = 0;
+            } else {
+                self.head_written += written;
+                written = 0;
+            }
+        }
+    }
+
+    /// Reads what the socket has; Ready(true) when something was read, Ready(false) at the
+    /// end of the stream, Pending when there is nothing to read.
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.stream.try_read(&mut buf) {
+                Ok(0) => return Poll::Ready(false),
+                Ok(n) => {
+                    self.client.touch(self.state.clock.now_s());
+                    self.receive(&buf[..n]);
+                    return Poll::Ready(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Poll::Ready(false),
+            }
+        }
+    }
+
+    /// Decodes inbound bytes, keeping an incomplete frame for the next read.
+    pub(super) fn receive(&mut self, input: &[u8]) {
+        if self.broken {
+            return;
+        }
+        if self.stash.is_empty() {
+            let used = self.decode_all(input);
+            if used < input.len() && !self.broken {
+                self.stash.extend_from_slice(&input[used..]);
+            }
+        } else {
+            self.stash.extend_from_slice(input);
+            let data = std::mem::take(&mut self.stash);
+            let used = self.decode_all(&data);
+            if used < data.len() && !self.broken {
+                let mut data = data;
+                data.drain(..used);
+                self.stash = data;
+            }
+        }
+    }
+
+    fn decode_all(&mut self, data: &[u8]) -> usize {
+        let mut used = 0;
+        while used < data.len() && !self.peer_done {
+            match self.decoder.decode(&data[used..]) {
+                Ok(decoded) if decoded.consumed == 0 => break,
+                Ok(decoded) => {
+                    used += decoded.consumed;
+                    if let Some(message) = decoded.message {
+                        self.on_message(message);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(client = self.client.id(), error = %e, "protocol error");
+                    self.broken = true;
+                    self.begin_close(e.close_code(), false);
+                    return data.len();
+                }
+            }
+        }
+        used
+    }
+
+    fn on_message(&mut self, message: Message) {
+        match message {
+            Message::Text(text) => {
+                if self.phase == Phase::Open && self.admit_data_frame() {
+                    self.state.messages_in.fetch_add(1, Ordering::Relaxed);
+                    session::handle_text(self, &text);
+                }
+            }
+            Message::Binary(_) => {
+                if self.phase == Phase::Open && self.admit_data_frame() {
+                    self.state.messages_in.fetch_add(1, Ordering::Relaxed);
+                    self.reply(super::protocol::error_frame(
+                        None,
+                        "bad_request",
+                        None,
+                        "binary frames are not supported; send JSON text frames",
+                    ));
+                }
+            }
+            Message::Ping(payload) => {
+                if self.out.len() >= MAX_UNWRITTEN_FRAMES {
+                    self.begin_close(close::SLOW_CONSUMER, true);
+                } else if self.phase == Phase::Open {
+                    self.out.push_back(frame::pong_frame(&payload));
+                }
+            }
+            Message::Pong(_) => {}
+            Message::Close(code) => {
+                self.peer_done = true;
+                // Echo the peer's code (RFC 6455 section 5.5.1); an empty close gets 1000.
+                let code = code.map_or(close::NORMAL, |(code, _)| code);
+                self.begin_close(code, false);
+            }
+        }
+    }
+
+    /// Applies the client rate limit to a data frame: false when it must be dropped.
+    fn admit_data_frame(&mut self) -> bool {
+        if self.limiter.check().is_ok() {
+            return true;
+        }
+        let now = self.state.clock.now_s();
+        if now.saturating_sub(self.refusal_window_s) >= 10 {
+            self.refusal_window_s = now;
+            self.refusals = 0;
+        }
+        self.refusals = self.refusals.saturating_add(1);
+        if self.refusals > 20 {
+            self.begin_close(close::RATE_LIMITED, false);
+        } else {
+            self.reply(super::protocol::error_frame(
+                None,
+                "rate_limited",
+                None,
+                "too many frames: slow down",
+            ));
+        }
+        false
+    }
+
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..POLL_BUDGET {
+            let taken = self.client.take(&mut self.out, cx.waker());
+            if taken.abort {
+                return Poll::Ready(());
+            }
+            let mut progressed = taken.frames || taken.ping || taken.close.is_some();
+            if taken.ping && self.phase == Phase::Open {
+                self.out.push_back(PING.clone());
+            }
+            if let Some(request) = taken.close {
+                self.begin_close(request.code, request.discard_pending);
+            }
+            if let Err(e) = self.flush(cx) {
+                tracing::debug!(client = self.client.id(), error = %e, "write failed");
+                return Poll::Ready(());
+            }
+            if self.phase == Phase::Closing && self.out.is_empty() {
+                self.phase = Phase::CloseSent;
+                // Half-close: the peer reads our close, answers, and sees the end.
+                let _ = Pin::new(&mut self.stream).poll_shutdown(cx);
+            }
+            if self.peer_done && self.out.is_empty() {
+                return Poll::Ready(());
+            }
+            match self.read(cx) {
+                Poll::Ready(true) => progressed = true,
+                Poll::Ready(false) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+        // Out of budget with work left: let other connections run first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Future for Connection {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().drive(cx)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for (channel, tier) in self.subs.drain(..) {
+            self.state.hub.unsubscribe(self.client.id(), &channel, tier);
+        }
+        self.state.registry.remove(self.client.id());
+        self.state.registry.remove_ip(self.ip);
+        tracing::debug!(client = self.client.id(), "connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_frames_and_json_payloads_are_told_apart_by_their_first_byte() {
+        assert!(is_control(&PING));
+        assert!(is_control(&frame::close_frame(1000, "")));
+        assert!(is_control(&frame::pong_frame(b"x")));
+        assert!(!is_control(&Bytes::from_static(b"{\"type\":\"x\"}")));
+    }
+
+    #[test]
+    fn item_length_counts_the_text_header_built_at_write_time() {
+        assert_eq!(item_len(&Bytes::from(vec![b'{'; 125])), 127);
+        assert_eq!(item_len(&Bytes::from(vec![b'{'; 126])), 130);
+        assert_eq!(item_len(&Bytes::from(vec![b'{'; 70_000])), 70_010);
+        assert_eq!(item_len(&PING), 2);
+    }
+
+    #[test]
+    fn the_connection_future_stays_small() {
+        // The task cell is this plus ~100 bytes, rounded up by the allocator: keep it lean.
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 256, "Connection is {size} bytes");
+    }
+}

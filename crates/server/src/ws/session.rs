@@ -1,0 +1,139 @@
+//! What a connection does with each client frame: subscribe, unsubscribe, auth, ping, stats.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use signalhub_hub::rules::Denied;
+use signalhub_hub::{channel, Since, SubscribeItem};
+
+use super::connection::Connection;
+use super::protocol::{self, Command};
+
+/// Handles one text frame.
+pub(super) fn handle_text(conn: &mut Connection, text: &str) {
+    match protocol::parse(text) {
+        Ok(Command::Subscribe { id, channels, since }) => subscribe(conn, id, &channels, &since),
+        Ok(Command::Unsubscribe { id, channels }) => unsubscribe(conn, id, &channels),
+        Ok(Command::Auth { id, .. }) => conn.reply(protocol::error_frame(
+            id,
+            "unauthorized",
+            None,
+            "session tokens are not accepted by this server",
+        )),
+        Ok(Command::Ping { id }) => conn.reply(protocol::pong_frame(id)),
+        Ok(Command::Stats { id }) => {
+            let state = &conn.state;
+            conn.reply(protocol::stats_frame(
+                id,
+                state.registry.len(),
+                state.hub.stats().channels,
+                state.clock.uptime_s(),
+            ))
+        }
+        Err(e) => conn.reply(protocol::error_frame(e.id, e.code, None, &e.message)),
+    }
+}
+
+/// Subscribes to `channels`: one `error` per refused channel, then one `subscribed` for the
+/// allowed ones, then their replays (spec section 9, item 3).
+pub(super) fn subscribe(
+    conn: &mut Connection,
+    id: Option<i64>,
+    channels: &[String],
+    since: &HashMap<String, Since>,
+) {
+    let identity = conn.client.identity();
+    let state = conn.state.clone();
+    let ladder = state.hub.ladder();
+    let max = state.config.limits.max_subscriptions;
+    let mut held_after = conn.subs.len();
+    let mut accepted: Vec<(&str, Option<&Since>, bool)> = Vec::new();
+    for raw in channels {
+        let Some(name) = channel::normalize(raw) else {
+            conn.reply(protocol::error_frame(
+                id,
+                "bad_channel",
+                Some(raw),
+                "channel names match ^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$",
+            ));
+            continue;
+        };
+        if accepted.iter().any(|(n, _, _)| *n == name) {
+            continue;
+        }
+        let user = identity.user.as_deref();
+        match state.config.rules.check(ladder, name, identity.tier, user) {
+            Ok(()) => {}
+            Err(Denied::Unauthorized) => {
+                conn.reply(protocol::error_frame(
+                    id,
+                    "unauthorized",
+                    Some(name),
+                    "this channel needs an authenticated user",
+                ));
+                continue;
+            }
+            Err(Denied::Forbidden(message)) => {
+                conn.reply(protocol::error_frame(id, "forbidden", Some(name), &message));
+                continue;
+            }
+        }
+        let held = conn.subs.iter().any(|(c, _)| &**c == name);
+        if !held {
+            if held_after >= max {
+                conn.reply(protocol::error_frame(
+                    id,
+                    "too_many_subscriptions",
+                    Some(name),
+                    &format!("at most {max} subscriptions per connection"),
+                ));
+                continue;
+            }
+            held_after += 1;
+        }
+        let since = since.get(raw.as_str()).or_else(|| since.get(name));
+        accepted.push((name, since, held));
+    }
+    if accepted.is_empty() {
+        return;
+    }
+    let items: Vec<SubscribeItem<'_>> = accepted
+        .iter()
+        .map(|(channel, since, held)| SubscribeItem {
+            channel,
+            since: *since,
+            held: *held,
+        })
+        .collect();
+    let positions = state.hub.subscribe(&conn.client, identity.tier, &items, |positions| {
+        protocol::subscribed_frame(id, positions)
+    });
+    for (position, item) in positions.into_iter().zip(&items) {
+        if !item.held {
+            conn.subs.push((position.channel, identity.tier));
+        }
+    }
+}
+
+fn unsubscribe(conn: &mut Connection, id: Option<i64>, channels: &[String]) {
+    let mut done: Vec<&str> = Vec::new();
+    for raw in channels {
+        let Some(name) = channel::normalize(raw) else {
+            conn.reply(protocol::error_frame(
+                id,
+                "bad_channel",
+                Some(raw),
+                "channel names match ^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$",
+            ));
+            continue;
+        };
+        if let Some(pos) = conn.subs.iter().position(|(c, _)| &**c == name) {
+            let (channel, tier): (Arc<str>, _) = conn.subs.swap_remove(pos);
+            conn.state.hub.unsubscribe(conn.client.id(), &channel, tier);
+        }
+        if !done.contains(&name) {
+            done.push(name);
+        }
+    }
+    conn.reply(protocol::unsubscribed_frame(id, &done, None));
+}

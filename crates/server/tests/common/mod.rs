@@ -1,0 +1,219 @@
+//! Test harness: a real server on port 0, a real WebSocket client, an HTTP client.
+//!
+//! Timeouts here only stop a broken test from hanging; no test asserts a duration.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use signalhub::config::{Config, ConfigFile, Overrides};
+use signalhub::AppState;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const PUBLISHER_KEY: &str = "test-publisher-key";
+pub const ADMIN_KEY: &str = "test-admin-key";
+/// Long enough for anything this suite waits for; only a hang guard.
+pub const GUARD: Duration = Duration::from_secs(20);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A configuration from TOML text plus environment pairs (API keys preset).
+pub fn config(toml: &str, env: &[(&str, &str)]) -> Config {
+    let keys = format!("{PUBLISHER_KEY}:publisher,{ADMIN_KEY}:admin");
+    let mut all: Vec<(&str, &str)> = vec![("SIGNALHUB_API_KEYS", &keys), ("SIGNALHUB_STORE", "sqlite::memory:")];
+    all.extend_from_slice(env);
+    let file: ConfigFile = signalhub::config::parse_file(toml).expect("test TOML parses");
+    Config::resolve(file, &Overrides::default(), &all[..]).expect("test config is valid")
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(config("", &[])).await
+    }
+
+    pub async fn start_with(config: Config) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(signalhub::server::serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Connects a WebSocket and consumes the `welcome` frame.
+    pub async fn ws(&self, path: &str) -> Ws {
+        let (mut ws, welcome) = self.ws_with_welcome(path).await;
+        assert_eq!(welcome["type"], "welcome");
+        ws.welcome = welcome;
+        ws
+    }
+
+    pub async fn ws_with_welcome(&self, path: &str) -> (Ws, Value) {
+        let (stream, _) = tokio_tungstenite::connect_async(self.ws_url(path))
+            .await
+            .expect("websocket connects");
+        let mut ws = Ws {
+            stream,
+            welcome: Value::Null,
+        };
+        let welcome = ws.recv().await;
+        (ws, welcome)
+    }
+
+    /// POSTs JSON with the publisher key; returns status and JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, Some(PUBLISHER_KEY), body.to_string()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, key: Option<&str>, body: String) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .post(self.http_url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let resp = tokio::time::timeout(GUARD, req.send()).await.unwrap().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = tokio::time::timeout(GUARD, reqwest::get(self.http_url(path)))
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Publishes `data` on `channel` and returns the answer, asserting 200.
+    pub async fn publish(&self, channel: &str, data: Value) -> Value {
+        let (status, body) = self
+            .post("/api/v1/publish", &json!({"channel": channel, "type": "test", "data": data}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(GUARD, task).await.expect("server stops").unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A test WebSocket client over tokio-tungstenite.
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub welcome: Value,
+}
+
+impl Ws {
+    pub async fn send(&mut self, value: Value) {
+        self.stream.send(Message::text(value.to_string())).await.unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next message of any kind (pings included).
+    pub async fn next_message(&mut self) -> Option<Message> {
+        tokio::time::timeout(GUARD, self.stream.next())
+            .await
+            .expect("a message arrives")
+            .map(|m| m.expect("websocket read"))
+    }
+
+    /// The next JSON text frame, skipping control frames.
+    pub async fn recv(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).expect("JSON frame")
+    }
+
+    /// The next text frame as sent, skipping control frames.
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            match self.next_message().await {
+                Some(Message::Text(text)) => return text.to_string(),
+                Some(Message::Ping(_)) | Some(Message::Pong(_)) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the close frame and returns its code.
+    pub async fn close_code(&mut self) -> u16 {
+        loop {
+            match self.next_message().await {
+                Some(Message::Close(Some(frame))) => return u16::from(frame.code),
+                Some(Message::Close(None)) => return 1005,
+                Some(_) => continue,
+                None => panic!("stream ended without a close frame"),
+            }
+        }
+    }
+
+    /// Subscribes and returns the `subscribed` frame.
+    pub async fn subscribe(&mut self, channels: &[&str]) -> Value {
+        self.send(json!({"type": "subscribe", "id": 1, "channels": channels})).await;
+        let reply = self.recv().await;
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+        reply
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })).await;
+    }
+}
+
+/// Waits until `f` holds, polling; a hang guard, not a timing assertion.
+pub async fn eventually(mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "condition never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
