@@ -203,6 +203,25 @@ impl Client {
         }
     }
 
+    /// Called by the connection itself as it starts closing: refuses further pushes and
+    /// hands over what is queued (appended to `into`), or drops it when `discard_pending`.
+    pub fn shut(&self, code: u16, discard_pending: bool, into: &mut VecDeque<Bytes>) {
+        let mut outbox = self.outbox();
+        if outbox.close.is_none() {
+            outbox.close = Some(CloseRequest {
+                code,
+                discard_pending,
+            });
+        }
+        outbox.close_taken = true;
+        if discard_pending {
+            outbox.frames = VecDeque::new();
+        } else {
+            into.append(&mut outbox.frames);
+        }
+        outbox.bytes = 0;
+    }
+
     /// Asks the connection to stop at once, without further writes.
     pub fn abort(&self) {
         let waker = {
@@ -385,6 +404,17 @@ mod tests {
         c.request_close(4009, true);
         let taken = c.take(&mut VecDeque::new(), Waker::noop());
         assert_eq!(taken.close.unwrap().code, 1001);
+    }
+
+    #[test]
+    fn shut_hands_over_queued_payloads_and_refuses_new_ones() {
+        let c = client();
+        c.push(Bytes::from_static(b"a"), 10);
+        let mut into = VecDeque::from([Bytes::from_static(b"w")]);
+        c.shut(1000, false, &mut into);
+        assert_eq!(into, [Bytes::from_static(b"w"), Bytes::from_static(b"a")]);
+        assert_eq!(c.push(Bytes::from_static(b"b"), 10), Push::Closed);
+        assert!(c.take(&mut VecDeque::new(), Waker::noop()).close.is_none());
     }
 
     #[test]

@@ -98,7 +98,9 @@ pub struct TiersFile {
 impl Default for TiersFile {
     fn default() -> Self {
         TiersFile {
-            ladder: ["free", "premium", "holder", "whale"].map(String::from).into(),
+            ladder: ["free", "premium", "holder", "whale"]
+                .map(String::from)
+                .into(),
             aliases: [
                 ("starter", "free"),
                 ("professional", "premium"),
@@ -365,11 +367,9 @@ fn build_rules(
     for (i, rule) in rules.into_iter().enumerate() {
         let at = format!("{field}[{i}]");
         let access = match (rule.min_tier.as_deref(), rule.access.as_deref()) {
-            (Some(tier), None) => Access::MinTier(
-                ladder
-                    .parse(tier)
-                    .ok_or_else(|| invalid(format!("{at}.min_tier"), format!("unknown tier {tier:?}")))?,
-            ),
+            (Some(tier), None) => Access::MinTier(ladder.parse(tier).ok_or_else(|| {
+                invalid(format!("{at}.min_tier"), format!("unknown tier {tier:?}"))
+            })?),
             (None, Some("owner")) => Access::Owner,
             (None, Some("open")) => Access::Open,
             (None, Some(other)) => {
@@ -381,7 +381,8 @@ fn build_rules(
             _ => return Err(invalid(at, "give exactly one of min_tier or access")),
         };
         built.push(
-            ChannelRule::new(&rule.pattern, access).map_err(|m| invalid(format!("{at}.pattern"), m))?,
+            ChannelRule::new(&rule.pattern, access)
+                .map_err(|m| invalid(format!("{at}.pattern"), m))?,
         );
     }
     Ok(ChannelRules::new(built))
@@ -411,15 +412,22 @@ impl Config {
         overrides: &Overrides,
         env: &(impl Env + ?Sized),
     ) -> Result<Config, ConfigError> {
-        let (listen_text, listen_field) = match (&overrides.listen, env_nonempty(env, "SIGNALHUB_LISTEN"), &file.listen) {
+        let (listen_text, listen_field) = match (
+            &overrides.listen,
+            env_nonempty(env, "SIGNALHUB_LISTEN"),
+            &file.listen,
+        ) {
             (Some(flag), _, _) => (flag.clone(), "--listen"),
             (None, Some(var), _) => (var, "SIGNALHUB_LISTEN"),
             (None, None, Some(toml)) => (toml.clone(), "listen"),
             (None, None, None) => ("127.0.0.1:8080".to_string(), "listen"),
         };
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid(listen_field, format!("{listen_text:?} is not host:port (an IP address and a port)")))?;
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                listen_field,
+                format!("{listen_text:?} is not host:port (an IP address and a port)"),
+            )
+        })?;
 
         let log = env_nonempty(env, "SIGNALHUB_LOG")
             .or(file.log)
@@ -429,7 +437,10 @@ impl Config {
 
         let store = match env_nonempty(env, "SIGNALHUB_STORE") {
             Some(v) => parse_store(&v, "SIGNALHUB_STORE")?,
-            None => parse_store(file.store.as_deref().unwrap_or("sqlite:signalhub.db"), "store")?,
+            None => parse_store(
+                file.store.as_deref().unwrap_or("sqlite:signalhub.db"),
+                "store",
+            )?,
         };
 
         let (broker, broker_field) = match env_nonempty(env, "SIGNALHUB_BROKER") {
@@ -461,12 +472,18 @@ impl Config {
         };
 
         let (mut api_keys, keys_field) = match env_nonempty(env, "SIGNALHUB_API_KEYS") {
-            Some(v) => (parse_api_keys(&v, "SIGNALHUB_API_KEYS")?, "SIGNALHUB_API_KEYS"),
+            Some(v) => (
+                parse_api_keys(&v, "SIGNALHUB_API_KEYS")?,
+                "SIGNALHUB_API_KEYS",
+            ),
             None => (file.api_keys.unwrap_or_default(), "api_keys"),
         };
         for key in &api_keys {
             if key.key.len() < 8 {
-                return Err(invalid(keys_field, "each key must be at least 8 characters"));
+                return Err(invalid(
+                    keys_field,
+                    "each key must be at least 8 characters",
+                ));
             }
         }
         let generated_key = api_keys.is_empty();
@@ -478,20 +495,54 @@ impl Config {
         }
 
         let mut limits = file.limits;
-        parse_limit(env, "SIGNALHUB_MAX_MESSAGE_BYTES", &mut limits.max_message_bytes)?;
-        parse_limit(env, "SIGNALHUB_MAX_SUBSCRIPTIONS", &mut limits.max_subscriptions)?;
-        parse_limit(env, "SIGNALHUB_CLIENT_FRAMES_PER_SECOND", &mut limits.client_frames_per_second)?;
-        parse_limit(env, "SIGNALHUB_CLIENT_FRAMES_BURST", &mut limits.client_frames_burst)?;
-        parse_limit(env, "SIGNALHUB_CONNECTIONS_PER_IP", &mut limits.connections_per_ip)?;
+        parse_limit(
+            env,
+            "SIGNALHUB_MAX_MESSAGE_BYTES",
+            &mut limits.max_message_bytes,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_MAX_SUBSCRIPTIONS",
+            &mut limits.max_subscriptions,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_CLIENT_FRAMES_PER_SECOND",
+            &mut limits.client_frames_per_second,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_CLIENT_FRAMES_BURST",
+            &mut limits.client_frames_burst,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_CONNECTIONS_PER_IP",
+            &mut limits.connections_per_ip,
+        )?;
         parse_limit(env, "SIGNALHUB_IDLE_TIMEOUT_S", &mut limits.idle_timeout_s)?;
-        parse_limit(env, "SIGNALHUB_PING_INTERVAL_S", &mut limits.ping_interval_s)?;
-        parse_limit(env, "SIGNALHUB_MAX_QUEUE_BYTES", &mut limits.max_queue_bytes)?;
+        parse_limit(
+            env,
+            "SIGNALHUB_PING_INTERVAL_S",
+            &mut limits.ping_interval_s,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_MAX_QUEUE_BYTES",
+            &mut limits.max_queue_bytes,
+        )?;
         parse_limit(env, "SIGNALHUB_MAX_BODY_BYTES", &mut limits.max_body_bytes)?;
         let positive: [(&str, usize); 8] = [
             ("limits.max_message_bytes", limits.max_message_bytes),
             ("limits.max_subscriptions", limits.max_subscriptions),
-            ("limits.client_frames_per_second", limits.client_frames_per_second as usize),
-            ("limits.client_frames_burst", limits.client_frames_burst as usize),
+            (
+                "limits.client_frames_per_second",
+                limits.client_frames_per_second as usize,
+            ),
+            (
+                "limits.client_frames_burst",
+                limits.client_frames_burst as usize,
+            ),
             ("limits.connections_per_ip", limits.connections_per_ip),
             ("limits.ping_interval_s", limits.ping_interval_s as usize),
             ("limits.max_queue_bytes", limits.max_queue_bytes),
@@ -509,7 +560,10 @@ impl Config {
             ));
         }
         if limits.max_message_bytes > 16 << 20 {
-            return Err(invalid("limits.max_message_bytes", "must be at most 16 MiB"));
+            return Err(invalid(
+                "limits.max_message_bytes",
+                "must be at most 16 MiB",
+            ));
         }
 
         let aliases: Vec<(String, String)> = file.tiers.aliases.into_iter().collect();
@@ -517,8 +571,14 @@ impl Config {
             .map_err(|e| invalid("tiers", e.to_string()))?;
 
         let file_signals = file.signals;
-        check_confidence(file_signals.premium_min_confidence, "signals.premium_min_confidence")?;
-        check_confidence(file_signals.whale_min_confidence, "signals.whale_min_confidence")?;
+        check_confidence(
+            file_signals.premium_min_confidence,
+            "signals.premium_min_confidence",
+        )?;
+        check_confidence(
+            file_signals.whale_min_confidence,
+            "signals.whale_min_confidence",
+        )?;
         check_confidence(file_signals.high_confidence, "signals.high_confidence")?;
         if file_signals.whale_min_confidence < file_signals.premium_min_confidence {
             return Err(invalid(
@@ -537,7 +597,11 @@ impl Config {
             .map_err(|e| invalid(format!("signals.{}", e.field), e.message))?;
 
         let rules = match env_nonempty(env, "SIGNALHUB_CHANNEL_RULES") {
-            Some(v) => build_rules(Some(parse_rules_env(&v)), &ladder, "SIGNALHUB_CHANNEL_RULES")?,
+            Some(v) => build_rules(
+                Some(parse_rules_env(&v)),
+                &ladder,
+                "SIGNALHUB_CHANNEL_RULES",
+            )?,
             None => build_rules(file.channels, &ladder, "channels")?,
         };
 
@@ -554,17 +618,23 @@ impl Config {
                 .map_err(|m| invalid(format!("history.rules[{i}].pattern"), m))?;
             let limits = HistoryLimits {
                 size: rule.size.unwrap_or(history.size),
-                ttl_ms: rule.ttl_s.map_or(history.ttl_ms, |s| s.saturating_mul(1000)),
+                ttl_ms: rule
+                    .ttl_s
+                    .map_or(history.ttl_ms, |s| s.saturating_mul(1000)),
             };
             if limits.size > 100_000 {
-                return Err(invalid(format!("history.rules[{i}].size"), "must be at most 100000"));
+                return Err(invalid(
+                    format!("history.rules[{i}].size"),
+                    "must be at most 100000",
+                ));
             }
             history_rules.push((glob, limits));
         }
         let mut latest_value = Vec::new();
         for (i, pattern) in file.history.latest_value.iter().enumerate() {
             latest_value.push(
-                Glob::parse(pattern).map_err(|m| invalid(format!("history.latest_value[{i}]"), m))?,
+                Glob::parse(pattern)
+                    .map_err(|m| invalid(format!("history.latest_value[{i}]"), m))?,
             );
         }
 
@@ -593,7 +663,10 @@ impl Config {
 
     /// Defaults for tests and embedding: no file, no environment.
     pub fn for_tests() -> Config {
-        let env: [(&str, &str); 1] = [("SIGNALHUB_API_KEYS", "test-publisher-key:publisher,test-admin-key:admin")];
+        let env: [(&str, &str); 1] = [(
+            "SIGNALHUB_API_KEYS",
+            "test-publisher-key:publisher,test-admin-key:admin",
+        )];
         Config::resolve(ConfigFile::default(), &Overrides::default(), &env[..])
             .expect("test defaults are valid")
     }

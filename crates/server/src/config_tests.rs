@@ -2,7 +2,11 @@
 
 use super::*;
 
-fn resolve(file: &str, env: &[(&str, &str)], listen_flag: Option<&str>) -> Result<Config, ConfigError> {
+fn resolve(
+    file: &str,
+    env: &[(&str, &str)],
+    listen_flag: Option<&str>,
+) -> Result<Config, ConfigError> {
     let overrides = Overrides {
         listen: listen_flag.map(String::from),
         config: None,
@@ -27,12 +31,21 @@ fn flag_beats_environment_beats_file() {
     let env = [("SIGNALHUB_LISTEN", "127.0.0.1:2")];
     assert_eq!(resolve(file, &[], None).unwrap().listen.port(), 1);
     assert_eq!(resolve(file, &env, None).unwrap().listen.port(), 2);
-    assert_eq!(resolve(file, &env, Some("127.0.0.1:3")).unwrap().listen.port(), 3);
+    assert_eq!(
+        resolve(file, &env, Some("127.0.0.1:3"))
+            .unwrap()
+            .listen
+            .port(),
+        3
+    );
 }
 
 #[test]
 fn api_keys_env_splits_on_commas_and_the_last_colon() {
-    let env = [("SIGNALHUB_API_KEYS", " pub:key:1:publisher , adminkey1:admin ")];
+    let env = [(
+        "SIGNALHUB_API_KEYS",
+        " pub:key:1:publisher , adminkey1:admin ",
+    )];
     let c = resolve("", &env, None).unwrap();
     assert!(!c.generated_key);
     assert_eq!(c.api_keys[0].key, "pub:key:1");
@@ -48,15 +61,36 @@ fn an_empty_api_keys_variable_means_unset() {
 
 #[test]
 fn invalid_values_name_the_field() {
-    let cases: [(&str, &[(&str, &str)], &str); 8] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 8] = [
         ("", &[("SIGNALHUB_LISTEN", "nope")], "SIGNALHUB_LISTEN"),
-        ("", &[("SIGNALHUB_API_KEYS", "k12345678:root")], "SIGNALHUB_API_KEYS"),
+        (
+            "",
+            &[("SIGNALHUB_API_KEYS", "k12345678:root")],
+            "SIGNALHUB_API_KEYS",
+        ),
         ("", &[("SIGNALHUB_STORE", "mysql://x")], "SIGNALHUB_STORE"),
         ("", &[("SIGNALHUB_BROKER", "kafka://x")], "SIGNALHUB_BROKER"),
-        ("", &[("SIGNALHUB_MAX_SUBSCRIPTIONS", "-1")], "SIGNALHUB_MAX_SUBSCRIPTIONS"),
-        ("[limits]\nmax_subscriptions = 0", &[], "limits.max_subscriptions"),
-        ("[signals]\nhigh_confidence = 1.5", &[], "signals.high_confidence"),
-        ("[[channels]]\npattern = \"vip\"\nmin_tier = \"gold\"", &[], "channels[0].min_tier"),
+        (
+            "",
+            &[("SIGNALHUB_MAX_SUBSCRIPTIONS", "-1")],
+            "SIGNALHUB_MAX_SUBSCRIPTIONS",
+        ),
+        (
+            "[limits]\nmax_subscriptions = 0",
+            &[],
+            "limits.max_subscriptions",
+        ),
+        (
+            "[signals]\nhigh_confidence = 1.5",
+            &[],
+            "signals.high_confidence",
+        ),
+        (
+            "[[channels]]\npattern = \"vip\"\nmin_tier = \"gold\"",
+            &[],
+            "channels[0].min_tier",
+        ),
     ];
     for (file, env, field) in cases {
         let err = resolve(file, env, None).unwrap_err();
@@ -75,13 +109,30 @@ fn channel_rules_come_from_the_file_or_the_environment() {
     let file = "[[channels]]\npattern = \"vip:*\"\nmin_tier = \"whale\"\n";
     let c = resolve(file, &[], None).unwrap();
     let ladder = &c.hub.ladder;
-    assert!(c.rules.check(ladder, "vip:room", ladder.parse("premium").unwrap(), None).is_err());
-    assert!(c.rules.check(ladder, "premium", signalhub_hub::TierId::LOWEST, None).is_ok());
+    assert!(c
+        .rules
+        .check(ladder, "vip:room", ladder.parse("premium").unwrap(), None)
+        .is_err());
+    assert!(c
+        .rules
+        .check(ladder, "premium", signalhub_hub::TierId::LOWEST, None)
+        .is_ok());
 
     let env = [("SIGNALHUB_CHANNEL_RULES", "desk:{user}=owner,pro=premium")];
     let c = resolve("", &env, None).unwrap();
-    assert!(c.rules.check(&c.hub.ladder, "desk:alice", signalhub_hub::TierId::LOWEST, Some("bob")).is_err());
-    assert!(c.rules.check(&c.hub.ladder, "pro", signalhub_hub::TierId::LOWEST, None).is_err());
+    assert!(c
+        .rules
+        .check(
+            &c.hub.ladder,
+            "desk:alice",
+            signalhub_hub::TierId::LOWEST,
+            Some("bob")
+        )
+        .is_err());
+    assert!(c
+        .rules
+        .check(&c.hub.ladder, "pro", signalhub_hub::TierId::LOWEST, None)
+        .is_err());
 }
 
 #[test]

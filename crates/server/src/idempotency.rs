@@ -22,7 +22,10 @@ pub enum Claim {
 
 #[derive(Debug)]
 enum Slot {
-    InFlight { body_hash: [u8; 32], at: Instant },
+    InFlight {
+        body_hash: [u8; 32],
+        at: Instant,
+    },
     Done {
         body_hash: [u8; 32],
         at: Instant,
@@ -143,7 +146,10 @@ mod tests {
         let idem = Idempotency::new(300);
         idem.claim("k", body_hash(b"a"));
         idem.complete("k", body_hash(b"a"), 200, String::new());
-        assert!(matches!(idem.claim("k", body_hash(b"b")), Claim::Conflict(_)));
+        assert!(matches!(
+            idem.claim("k", body_hash(b"b")),
+            Claim::Conflict(_)
+        ));
     }
 
     #[test]

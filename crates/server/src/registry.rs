@@ -59,7 +59,13 @@ impl Registry {
         let mut batch: Vec<Arc<Client>> = Vec::new();
         for shard in &self.shards {
             batch.clear();
-            batch.extend(shard.lock().unwrap_or_else(|e| e.into_inner()).values().cloned());
+            batch.extend(
+                shard
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned(),
+            );
             for client in &batch {
                 f(client);
             }

@@ -90,7 +90,9 @@ pub async fn serve(
     tracing::info!("shutting down");
     state.begin_stopping();
     announce_shutdown(&state);
-    state.registry.for_each(|c| c.request_close(close::GOING_AWAY, false));
+    state
+        .registry
+        .for_each(|c| c.request_close(close::GOING_AWAY, false));
     let _ = stop_tx.send(true);
     drop(done_tx);
     let http = tokio::time::timeout(SHUTDOWN_BUDGET, done_rx.recv());
@@ -110,7 +112,8 @@ pub async fn serve(
 
 /// Publishes `system_status {"status":"shutting_down"}` on `system`.
 fn announce_shutdown(state: &AppState) {
-    let data = RawValue::from_string(r#"{"status":"shutting_down"}"#.to_string()).expect("valid JSON");
+    let data =
+        RawValue::from_string(r#"{"status":"shutting_down"}"#.to_string()).expect("valid JSON");
     let id = ids::ulid("sys_");
     let timestamp = now_rfc3339();
     state.hub.publish(

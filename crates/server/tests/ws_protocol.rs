@@ -59,20 +59,40 @@ async fn signals_all_is_an_alias_of_signals() {
 async fn a_subscribe_answers_errors_first_then_one_subscribed_for_the_allowed_channels() {
     let server = TestServer::start().await;
     let mut ws = server.ws("/ws").await;
-    ws.send(json!({"type":"subscribe","id":7,"channels":["a","bad name","premium","b","trades:alice"]}))
-        .await;
+    ws.send(
+        json!({"type":"subscribe","id":7,"channels":["a","bad name","premium","b","trades:alice"]}),
+    )
+    .await;
     let e1 = ws.recv().await;
-    assert_eq!((e1["type"].as_str(), e1["code"].as_str(), e1["channel"].as_str()), (Some("error"), Some("bad_channel"), Some("bad name")));
+    assert_eq!(
+        (
+            e1["type"].as_str(),
+            e1["code"].as_str(),
+            e1["channel"].as_str()
+        ),
+        (Some("error"), Some("bad_channel"), Some("bad name"))
+    );
     assert_eq!(e1["id"], 7);
     let e2 = ws.recv().await;
-    assert_eq!((e2["code"].as_str(), e2["channel"].as_str()), (Some("forbidden"), Some("premium")));
+    assert_eq!(
+        (e2["code"].as_str(), e2["channel"].as_str()),
+        (Some("forbidden"), Some("premium"))
+    );
     assert_eq!(e2["message"], "tier premium required");
     let e3 = ws.recv().await;
-    assert_eq!((e3["code"].as_str(), e3["channel"].as_str()), (Some("unauthorized"), Some("trades:alice")));
+    assert_eq!(
+        (e3["code"].as_str(), e3["channel"].as_str()),
+        (Some("unauthorized"), Some("trades:alice"))
+    );
     let ok = ws.recv().await;
     assert_eq!(ok["type"], "subscribed");
     assert_eq!(ok["id"], 7);
-    let names: Vec<_> = ok["channels"].as_array().unwrap().iter().map(|c| c["channel"].clone()).collect();
+    let names: Vec<_> = ok["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channel"].clone())
+        .collect();
     assert_eq!(names, [json!("a"), json!("b")]);
 }
 
@@ -80,9 +100,13 @@ async fn a_subscribe_answers_errors_first_then_one_subscribed_for_the_allowed_ch
 async fn whale_channel_is_forbidden_to_free_connections() {
     let server = TestServer::start().await;
     let mut ws = server.ws("/ws").await;
-    ws.send(json!({"type":"subscribe","id":1,"channels":["whale"]})).await;
+    ws.send(json!({"type":"subscribe","id":1,"channels":["whale"]}))
+        .await;
     let e = ws.recv().await;
-    assert_eq!((e["code"].as_str(), e["message"].as_str()), (Some("forbidden"), Some("tier whale required")));
+    assert_eq!(
+        (e["code"].as_str(), e["message"].as_str()),
+        (Some("forbidden"), Some("tier whale required"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +119,11 @@ async fn subscribing_to_a_held_channel_reports_its_position_and_replays_nothing(
     let again = ws.subscribe(&["x"]).await;
     assert_eq!(again["channels"][0]["seq"], 1);
     ws.send(json!({"type":"ping","id":2})).await;
-    assert_eq!(ws.recv().await["type"], "pong", "nothing was replayed before the pong");
+    assert_eq!(
+        ws.recv().await["type"],
+        "pong",
+        "nothing was replayed before the pong"
+    );
     assert_eq!(server.state.hub.stats().subscriptions, 1);
 }
 
@@ -104,7 +132,8 @@ async fn unsubscribe_stops_delivery_and_unknown_channels_are_not_errors() {
     let server = TestServer::start().await;
     let mut ws = server.ws("/ws").await;
     ws.subscribe(&["x", "y"]).await;
-    ws.send(json!({"type":"unsubscribe","id":3,"channels":["x","never-held"]})).await;
+    ws.send(json!({"type":"unsubscribe","id":3,"channels":["x","never-held"]}))
+        .await;
     let reply = ws.recv().await;
     assert_eq!(reply["type"], "unsubscribed");
     assert_eq!(reply["id"], 3);
@@ -112,7 +141,10 @@ async fn unsubscribe_stops_delivery_and_unknown_channels_are_not_errors() {
     server.publish("x", json!("dropped")).await;
     server.publish("y", json!("kept")).await;
     let p = ws.recv().await;
-    assert_eq!((p["channel"].as_str(), p["data"].as_str()), (Some("y"), Some("kept")));
+    assert_eq!(
+        (p["channel"].as_str(), p["data"].as_str()),
+        (Some("y"), Some("kept"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +154,10 @@ async fn ping_and_stats_frames_are_answered_with_their_id() {
     ws.subscribe(&["a"]).await;
     ws.send(json!({"type":"ping","id":4})).await;
     let pong = ws.recv().await;
-    assert_eq!((pong["type"].as_str(), pong["id"].as_i64()), (Some("pong"), Some(4)));
+    assert_eq!(
+        (pong["type"].as_str(), pong["id"].as_i64()),
+        (Some("pong"), Some(4))
+    );
     assert!(pong["server_time"].is_string());
     ws.send(json!({"type":"stats","id":5})).await;
     let stats = ws.recv().await;
@@ -146,9 +181,18 @@ async fn bad_frames_get_errors_and_the_connection_stays_open() {
         (r#"{"type":"ping","id":"7"}"#, "bad_request"),
         (r#"{"type":"ping","id":1.5}"#, "bad_request"),
         (r#"{"type":"subscribe","id":1}"#, "bad_request"),
-        (r#"{"type":"subscribe","id":1,"channels":"signals"}"#, "bad_request"),
-        (r#"{"type":"subscribe","id":1,"channels":["a"],"since":{"a":{"seq":"x"}}}"#, "bad_request"),
-        (r#"{"type":"unsubscribe","id":1,"channels":[null]}"#, "bad_request"),
+        (
+            r#"{"type":"subscribe","id":1,"channels":"signals"}"#,
+            "bad_request",
+        ),
+        (
+            r#"{"type":"subscribe","id":1,"channels":["a"],"since":{"a":{"seq":"x"}}}"#,
+            "bad_request",
+        ),
+        (
+            r#"{"type":"unsubscribe","id":1,"channels":[null]}"#,
+            "bad_request",
+        ),
         (r#"{"type":"auth","id":1}"#, "bad_request"),
         (r#"{"type":"publish","id":9}"#, "unknown_type"),
     ];
@@ -159,7 +203,9 @@ async fn bad_frames_get_errors_and_the_connection_stays_open() {
         assert_eq!(e["code"], code, "{text}: {e}");
     }
     ws.stream
-        .send(tokio_tungstenite::tungstenite::Message::Binary(vec![1, 2, 3].into()))
+        .send(tokio_tungstenite::tungstenite::Message::Binary(
+            vec![1, 2, 3].into(),
+        ))
         .await
         .unwrap();
     assert_eq!(ws.recv().await["code"], "bad_request");
@@ -173,16 +219,23 @@ async fn auth_frames_with_a_token_are_refused_as_unauthorized_without_a_verifier
     let mut ws = server.ws("/ws").await;
     ws.send(json!({"type":"auth","id":3,"token":"abc"})).await;
     let e = ws.recv().await;
-    assert_eq!((e["code"].as_str(), e["id"].as_i64()), (Some("unauthorized"), Some(3)));
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_i64()),
+        (Some("unauthorized"), Some(3))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_than_max_subscriptions_is_refused_per_channel() {
     let server = TestServer::start_with(config("[limits]\nmax_subscriptions = 2", &[])).await;
     let mut ws = server.ws("/ws").await;
-    ws.send(json!({"type":"subscribe","id":1,"channels":["a","b","c"]})).await;
+    ws.send(json!({"type":"subscribe","id":1,"channels":["a","b","c"]}))
+        .await;
     let e = ws.recv().await;
-    assert_eq!((e["code"].as_str(), e["channel"].as_str()), (Some("too_many_subscriptions"), Some("c")));
+    assert_eq!(
+        (e["code"].as_str(), e["channel"].as_str()),
+        (Some("too_many_subscriptions"), Some("c"))
+    );
     let ok = ws.recv().await;
     assert_eq!(ok["channels"].as_array().unwrap().len(), 2);
     // Re-subscribing to a held channel does not count again.
@@ -302,7 +355,10 @@ async fn frames_pipelined_behind_the_handshake_are_handled() {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("\"id\":77") {
-        let n = tokio::time::timeout(GUARD, tcp.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(GUARD, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "connection closed early");
         seen.extend_from_slice(&buf[..n]);
     }

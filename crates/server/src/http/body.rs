@@ -23,7 +23,9 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
-        Err(e) => Err(ApiError::bad_request(format!("could not read the body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read the body: {e}"
+        ))),
     }
 }
 

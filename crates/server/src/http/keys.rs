@@ -118,7 +118,13 @@ mod tests {
 
     #[test]
     fn refuses_unknown_prefixes_and_empty_keys() {
-        for k in ["", "publisher", "publisher-key ", "admin-key-1234", "PUBLISHER-KEY"] {
+        for k in [
+            "",
+            "publisher",
+            "publisher-key ",
+            "admin-key-1234",
+            "PUBLISHER-KEY",
+        ] {
             assert_eq!(ring().find(k), None, "{k:?}");
         }
     }

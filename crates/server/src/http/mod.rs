@@ -35,7 +35,11 @@ fn ws(route: Route) -> MethodRouter<AppState> {
 }
 
 /// While shutting down, everything but liveness answers 503.
-async fn refuse_while_stopping(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn refuse_while_stopping(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if state.is_stopping() && request.uri().path() != "/health" {
         return ApiError::unavailable("server is shutting down").into_response();
     }
@@ -64,7 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/publish", post(publish::publish))
         .route("/api/v1/broadcast", post(publish::broadcast))
         .route("/api/v1/signals", post(publish::signal))
-        .route("/api/v1/external-signals/sync/signal", post(publish::signal))
+        .route(
+            "/api/v1/external-signals/sync/signal",
+            post(publish::signal),
+        )
         .route("/api/v1/alerts", post(publish::alerts))
         .route("/api/v1/market-data", post(publish::market_data))
         .route("/api/v1/agent-insights", post(publish::agent_insights))
@@ -77,6 +84,9 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this endpoint",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_stopping))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_stopping,
+        ))
         .with_state(state)
 }

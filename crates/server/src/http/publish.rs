@@ -59,7 +59,10 @@ fn check_kind(kind: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid("type", "type must be 1-64 characters"));
     }
     if RESERVED_TYPES.contains(&kind) {
-        return Err(ApiError::invalid("type", format!("type {kind:?} is reserved")));
+        return Err(ApiError::invalid(
+            "type",
+            format!("type {kind:?} is reserved"),
+        ));
     }
     Ok(())
 }
@@ -143,9 +146,7 @@ fn idempotent(
     match state.idempotency.claim(&scope, hash) {
         Claim::Fresh => match work() {
             Ok(v) => {
-                state
-                    .idempotency
-                    .complete(&scope, hash, 200, v.to_string());
+                state.idempotency.complete(&scope, hash, 200, v.to_string());
                 Json(v).into_response()
             }
             Err(e) => {
@@ -167,12 +168,20 @@ fn scope(caller: &Publisher, endpoint: &str, key: Option<&str>) -> Option<String
     key.map(|k| format!("{}:{endpoint}:{k}", caller.key_index))
 }
 
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, ApiError> {
     body::read(headers, body, state.config.limits.max_body_bytes).await
 }
 
 /// `POST /api/v1/publish`: `{channel, type, data, tier?, idempotency_key?}`.
-pub async fn publish(State(state): State<AppState>, caller: Publisher, request: Request) -> Response {
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Publisher,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let raw = match read_body(&state, &parts.headers, body).await {
         Ok(raw) => raw,
@@ -193,7 +202,14 @@ pub async fn publish(State(state): State<AppState>, caller: Publisher, request: 
     let scope = scope(&caller, "publish", b.idempotency_key.as_deref());
     idempotent(&state, scope, &raw, || {
         let id = ids::ulid("pub_");
-        let published = publish_all(&state, std::slice::from_ref(&channel), &b.kind, &id, tier, &b.data);
+        let published = publish_all(
+            &state,
+            std::slice::from_ref(&channel),
+            &b.kind,
+            &id,
+            tier,
+            &b.data,
+        );
         let p = &published[0];
         Ok(json!({"id": id, "channel": &*p.channel, "epoch": &*p.epoch, "seq": p.seq}))
     })
@@ -201,7 +217,11 @@ pub async fn publish(State(state): State<AppState>, caller: Publisher, request: 
 
 /// `POST /api/v1/broadcast`: like publish with `channels: [...]`, refused whole if any
 /// name is invalid.
-pub async fn broadcast(State(state): State<AppState>, caller: Publisher, request: Request) -> Response {
+pub async fn broadcast(
+    State(state): State<AppState>,
+    caller: Publisher,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let raw = match read_body(&state, &parts.headers, body).await {
         Ok(raw) => raw,
@@ -240,7 +260,11 @@ pub async fn broadcast(State(state): State<AppState>, caller: Publisher, request
 }
 
 /// `POST /api/v1/signals` (and its alias): validate the signal record, then route it.
-pub async fn signal(State(state): State<AppState>, _caller: Publisher, request: Request) -> Response {
+pub async fn signal(
+    State(state): State<AppState>,
+    _caller: Publisher,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let raw = match read_body(&state, &parts.headers, body).await {
         Ok(raw) => raw,
@@ -277,7 +301,10 @@ async fn typed_publish(
     caller: Publisher,
     request: Request,
     endpoint: &str,
-    parse: fn(&[u8], &signalhub_hub::TierLadder) -> Result<TypedPublish, signalhub_hub::signal::SignalError>,
+    parse: fn(
+        &[u8],
+        &signalhub_hub::TierLadder,
+    ) -> Result<TypedPublish, signalhub_hub::signal::SignalError>,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let raw = match read_body(&state, &parts.headers, body).await {
@@ -291,27 +318,64 @@ async fn typed_publish(
     let scope = scope(&caller, endpoint, typed.idempotency_key.as_deref());
     idempotent(&state, scope, &raw, || {
         let id = ids::ulid("pub_");
-        let published = publish_all(&state, &typed.channels, typed.kind, &id, typed.tier, &typed.data);
+        let published = publish_all(
+            &state,
+            &typed.channels,
+            typed.kind,
+            &id,
+            typed.tier,
+            &typed.data,
+        );
         Ok(json!({"id": id, "publications": positions(&published)}))
     })
 }
 
 /// `POST /api/v1/alerts`.
-pub async fn alerts(State(state): State<AppState>, caller: Publisher, request: Request) -> Response {
+pub async fn alerts(
+    State(state): State<AppState>,
+    caller: Publisher,
+    request: Request,
+) -> Response {
     typed_publish(state, caller, request, "alerts", typed::parse_alert).await
 }
 
 /// `POST /api/v1/market-data`.
-pub async fn market_data(State(state): State<AppState>, caller: Publisher, request: Request) -> Response {
-    typed_publish(state, caller, request, "market-data", typed::parse_market_data).await
+pub async fn market_data(
+    State(state): State<AppState>,
+    caller: Publisher,
+    request: Request,
+) -> Response {
+    typed_publish(
+        state,
+        caller,
+        request,
+        "market-data",
+        typed::parse_market_data,
+    )
+    .await
 }
 
 /// `POST /api/v1/agent-insights`.
-pub async fn agent_insights(State(state): State<AppState>, caller: Publisher, request: Request) -> Response {
-    typed_publish(state, caller, request, "agent-insights", typed::parse_agent_insight).await
+pub async fn agent_insights(
+    State(state): State<AppState>,
+    caller: Publisher,
+    request: Request,
+) -> Response {
+    typed_publish(
+        state,
+        caller,
+        request,
+        "agent-insights",
+        typed::parse_agent_insight,
+    )
+    .await
 }
 
 /// `POST /api/v1/narratives`.
-pub async fn narratives(State(state): State<AppState>, caller: Publisher, request: Request) -> Response {
+pub async fn narratives(
+    State(state): State<AppState>,
+    caller: Publisher,
+    request: Request,
+) -> Response {
     typed_publish(state, caller, request, "narratives", typed::parse_narrative).await
 }

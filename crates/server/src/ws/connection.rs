@@ -76,7 +76,8 @@ const MAX_UNWRITTEN_FRAMES: usize = 4096;
 
 static PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
 
-pub type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+pub type Limiter =
+    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -135,8 +136,10 @@ impl Connection {
     /// A connection over an upgraded socket. The caller registered `client`.
     pub fn new(stream: TcpStream, client: Arc<Client>, state: AppState, ip: IpAddr) -> Self {
         let limits = &state.config.limits;
-        let quota = Quota::per_second(std::num::NonZeroU32::new(limits.client_frames_per_second).expect("validated"))
-            .allow_burst(std::num::NonZeroU32::new(limits.client_frames_burst).expect("validated"));
+        let quota = Quota::per_second(
+            std::num::NonZeroU32::new(limits.client_frames_per_second).expect("validated"),
+        )
+        .allow_burst(std::num::NonZeroU32::new(limits.client_frames_burst).expect("validated"));
         let decoder = Decoder::new(limits.max_message_bytes);
         Connection {
             stream,
@@ -159,7 +162,8 @@ impl Connection {
 
     /// Queues a reply or notice through the outbox, in order with publications.
     pub(super) fn reply(&self, frame: Bytes) {
-        self.client.push(frame, self.state.config.limits.max_queue_bytes);
+        self.client
+            .push(frame, self.state.config.limits.max_queue_bytes);
     }
 
     /// Starts the close handshake with `code` (once).
@@ -171,7 +175,10 @@ impl Connection {
             let keep = usize::from(self.head_written > 0);
             self.out.truncate(keep);
         }
-        self.out.push_back(frame::close_frame(code, close::reason(code)));
+        // Replies already queued go out before the close frame; nothing after it.
+        self.client.shut(code, discard_pending, &mut self.out);
+        self.out
+            .push_back(frame::close_frame(code, close::reason(code)));
         self.phase = Phase::Closing;
     }
 
@@ -209,11 +216,13 @@ impl Connection {
             match self.stream.try_write_vectored(&slices[..n_slices]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.stream.poll_write_ready(cx) {
-                    Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(e)) => return Err(e),
-                    Poll::Pending => return Ok(()),
-                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match self.stream.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => return Ok(()),
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }

@@ -51,9 +51,17 @@ fn check_upgrade(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
             "this endpoint speaks WebSocket: send Upgrade: websocket and Connection: Upgrade",
         ));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return Err(ApiError::bad_request("Sec-WebSocket-Version must be 13")
-            .with_header(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13")));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(
+            ApiError::bad_request("Sec-WebSocket-Version must be 13").with_header(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            ),
+        );
     }
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
@@ -62,7 +70,9 @@ fn check_upgrade(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
         .decode(key.as_bytes())
         .map_err(|_| ApiError::bad_request("Sec-WebSocket-Key must be base64"))?;
     if decoded.len() != 16 {
-        return Err(ApiError::bad_request("Sec-WebSocket-Key must encode 16 bytes"));
+        return Err(ApiError::bad_request(
+            "Sec-WebSocket-Key must encode 16 bytes",
+        ));
     }
     Ok(key.clone())
 }
@@ -84,7 +94,9 @@ fn anonymous_id(query: &HashMap<String, String>) -> Result<Option<Arc<str>>, Api
         None => Ok(None),
         Some(id)
             if (1..=128).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b)) =>
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b)) =>
         {
             Ok(Some(Arc::from(id.as_str())))
         }
@@ -135,7 +147,14 @@ pub async fn upgrade(
     route: Route,
     mut request: Request,
 ) -> Response {
-    match prepare(&state, peer, path.as_ref().map(|p| p.0.as_str()), &query, &route, &mut request) {
+    match prepare(
+        &state,
+        peer,
+        path.as_ref().map(|p| p.0.as_str()),
+        &query,
+        &route,
+        &mut request,
+    ) {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -173,8 +192,14 @@ fn prepare(
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::bad_request("this connection cannot be upgraded"))?;
     let ip = peer.ip();
-    if !state.registry.try_add_ip(ip, state.config.limits.connections_per_ip) {
-        return Err(ApiError::rate_limited("too many connections from this address", 5));
+    if !state
+        .registry
+        .try_add_ip(ip, state.config.limits.connections_per_ip)
+    {
+        return Err(ApiError::rate_limited(
+            "too many connections from this address",
+            5,
+        ));
     }
     let accept = accept_key(key.as_bytes());
     let state = state.clone();
@@ -195,7 +220,14 @@ fn prepare(
                 return;
             }
         };
-        start(state, parts.io.into_inner(), parts.read_buf, identity, ip, &channels);
+        start(
+            state,
+            parts.io.into_inner(),
+            parts.read_buf,
+            identity,
+            ip,
+            &channels,
+        );
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = response.headers_mut();

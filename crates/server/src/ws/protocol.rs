@@ -65,7 +65,10 @@ fn string_list(obj: &Map<String, Value>, id: Option<i64>) -> Result<Vec<String>,
         .collect()
 }
 
-fn parse_since(obj: &Map<String, Value>, id: Option<i64>) -> Result<HashMap<String, Since>, FrameError> {
+fn parse_since(
+    obj: &Map<String, Value>,
+    id: Option<i64>,
+) -> Result<HashMap<String, Since>, FrameError> {
     let mut out = HashMap::new();
     let Some(since) = obj.get("since") else {
         return Ok(out);
@@ -74,7 +77,10 @@ fn parse_since(obj: &Map<String, Value>, id: Option<i64>) -> Result<HashMap<Stri
         return Ok(out);
     }
     let Some(since) = since.as_object() else {
-        return Err(bad_request(id, "since must be an object of channel -> {epoch, seq}"));
+        return Err(bad_request(
+            id,
+            "since must be an object of channel -> {epoch, seq}",
+        ));
     };
     for (channel, pos) in since {
         let epoch = pos.get("epoch").and_then(Value::as_str);
@@ -89,12 +95,12 @@ fn parse_since(obj: &Map<String, Value>, id: Option<i64>) -> Result<HashMap<Stri
                     },
                 );
             }
-            _ => {
-                return Err(bad_request(
-                    id,
-                    format!("since.{channel} must be {{\"epoch\": string, \"seq\": non-negative integer}}"),
-                ))
-            }
+            _ => return Err(bad_request(
+                id,
+                format!(
+                    "since.{channel} must be {{\"epoch\": string, \"seq\": non-negative integer}}"
+                ),
+            )),
         }
     }
     Ok(out)
@@ -177,7 +183,10 @@ pub fn subscribed_frame(id: Option<i64>, positions: &[Position]) -> Bytes {
         .iter()
         .map(|p| json!({"channel": &*p.channel, "epoch": &*p.epoch, "seq": p.seq, "recovered": p.recovered}))
         .collect();
-    to_bytes(with_id(json!({"type": "subscribed", "channels": channels}), id))
+    to_bytes(with_id(
+        json!({"type": "subscribed", "channels": channels}),
+        id,
+    ))
 }
 
 /// The `unsubscribed` reply (or, with `reason`, a server-initiated removal).
@@ -191,7 +200,10 @@ pub fn unsubscribed_frame(id: Option<i64>, channels: &[&str], reason: Option<&st
 
 /// The `pong` reply to a `ping` frame.
 pub fn pong_frame(id: Option<i64>) -> Bytes {
-    to_bytes(with_id(json!({"type": "pong", "server_time": now_rfc3339()}), id))
+    to_bytes(with_id(
+        json!({"type": "pong", "server_time": now_rfc3339()}),
+        id,
+    ))
 }
 
 /// The `stats` reply.
@@ -251,14 +263,26 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"type":"unsubscribe","channels":[]}"#).unwrap(),
-            Command::Unsubscribe { id: None, channels: vec![] }
+            Command::Unsubscribe {
+                id: None,
+                channels: vec![]
+            }
         );
         assert_eq!(
             parse(r#"{"type":"auth","id":3,"token":"t"}"#).unwrap(),
-            Command::Auth { id: Some(3), token: "t".into() }
+            Command::Auth {
+                id: Some(3),
+                token: "t".into()
+            }
         );
-        assert_eq!(parse(r#"{"type":"ping","id":4}"#).unwrap(), Command::Ping { id: Some(4) });
-        assert_eq!(parse(r#"{"type":"stats"}"#).unwrap(), Command::Stats { id: None });
+        assert_eq!(
+            parse(r#"{"type":"ping","id":4}"#).unwrap(),
+            Command::Ping { id: Some(4) }
+        );
+        assert_eq!(
+            parse(r#"{"type":"stats"}"#).unwrap(),
+            Command::Stats { id: None }
+        );
     }
 
     #[test]
@@ -290,7 +314,11 @@ mod tests {
 
     #[test]
     fn non_integer_id_is_a_bad_request() {
-        for text in [r#"{"type":"ping","id":"1"}"#, r#"{"type":"ping","id":1.5}"#, r#"{"type":"ping","id":[1]}"#] {
+        for text in [
+            r#"{"type":"ping","id":"1"}"#,
+            r#"{"type":"ping","id":1.5}"#,
+            r#"{"type":"ping","id":[1]}"#,
+        ] {
             assert_eq!(err(text).code, "bad_request", "{text}");
         }
     }

@@ -12,7 +12,11 @@ use super::protocol::{self, Command};
 /// Handles one text frame.
 pub(super) fn handle_text(conn: &mut Connection, text: &str) {
     match protocol::parse(text) {
-        Ok(Command::Subscribe { id, channels, since }) => subscribe(conn, id, &channels, &since),
+        Ok(Command::Subscribe {
+            id,
+            channels,
+            since,
+        }) => subscribe(conn, id, &channels, &since),
         Ok(Command::Unsubscribe { id, channels }) => unsubscribe(conn, id, &channels),
         Ok(Command::Auth { id, .. }) => conn.reply(protocol::error_frame(
             id,
@@ -105,9 +109,11 @@ pub(super) fn subscribe(
             held: *held,
         })
         .collect();
-    let positions = state.hub.subscribe(&conn.client, identity.tier, &items, |positions| {
-        protocol::subscribed_frame(id, positions)
-    });
+    let positions = state
+        .hub
+        .subscribe(&conn.client, identity.tier, &items, |positions| {
+            protocol::subscribed_frame(id, positions)
+        });
     for (position, item) in positions.into_iter().zip(&items) {
         if !item.held {
             conn.subs.push((position.channel, identity.tier));

@@ -31,7 +31,10 @@ pub struct TestServer {
 /// A configuration from TOML text plus environment pairs (API keys preset).
 pub fn config(toml: &str, env: &[(&str, &str)]) -> Config {
     let keys = format!("{PUBLISHER_KEY}:publisher,{ADMIN_KEY}:admin");
-    let mut all: Vec<(&str, &str)> = vec![("SIGNALHUB_API_KEYS", &keys), ("SIGNALHUB_STORE", "sqlite::memory:")];
+    let mut all: Vec<(&str, &str)> = vec![
+        ("SIGNALHUB_API_KEYS", &keys),
+        ("SIGNALHUB_STORE", "sqlite::memory:"),
+    ];
     all.extend_from_slice(env);
     let file: ConfigFile = signalhub::config::parse_file(toml).expect("test TOML parses");
     Config::resolve(file, &Overrides::default(), &all[..]).expect("test config is valid")
@@ -88,7 +91,8 @@ impl TestServer {
 
     /// POSTs JSON with the publisher key; returns status and JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.post_raw(path, Some(PUBLISHER_KEY), body.to_string()).await
+        self.post_raw(path, Some(PUBLISHER_KEY), body.to_string())
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, key: Option<&str>, body: String) -> (u16, Value) {
@@ -99,10 +103,16 @@ impl TestServer {
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
-        let resp = tokio::time::timeout(GUARD, req.send()).await.unwrap().unwrap();
+        let resp = tokio::time::timeout(GUARD, req.send())
+            .await
+            .unwrap()
+            .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -112,13 +122,19 @@ impl TestServer {
             .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Publishes `data` on `channel` and returns the answer, asserting 200.
     pub async fn publish(&self, channel: &str, data: Value) -> Value {
         let (status, body) = self
-            .post("/api/v1/publish", &json!({"channel": channel, "type": "test", "data": data}))
+            .post(
+                "/api/v1/publish",
+                &json!({"channel": channel, "type": "test", "data": data}),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body
@@ -130,7 +146,10 @@ impl TestServer {
             let _ = stop.send(());
         }
         let task = self.task.take().unwrap();
-        tokio::time::timeout(GUARD, task).await.expect("server stops").unwrap()
+        tokio::time::timeout(GUARD, task)
+            .await
+            .expect("server stops")
+            .unwrap()
     }
 }
 
@@ -150,7 +169,10 @@ pub struct Ws {
 
 impl Ws {
     pub async fn send(&mut self, value: Value) {
-        self.stream.send(Message::text(value.to_string())).await.unwrap();
+        self.stream
+            .send(Message::text(value.to_string()))
+            .await
+            .unwrap();
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -195,17 +217,21 @@ impl Ws {
 
     /// Subscribes and returns the `subscribed` frame.
     pub async fn subscribe(&mut self, channels: &[&str]) -> Value {
-        self.send(json!({"type": "subscribe", "id": 1, "channels": channels})).await;
+        self.send(json!({"type": "subscribe", "id": 1, "channels": channels}))
+            .await;
         let reply = self.recv().await;
         assert_eq!(reply["type"], "subscribed", "{reply}");
         reply
     }
 
     pub async fn close(mut self) {
-        let _ = self.stream.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        })).await;
+        let _ = self
+            .stream
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
     }
 }
 
@@ -213,7 +239,141 @@ impl Ws {
 pub async fn eventually(mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + GUARD;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "condition never held");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never held"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A raw WebSocket client over TCP, for what tungstenite will not do: stop reading
+/// (and so stop answering pings), send unmasked or malformed frames.
+pub struct RawWs {
+    pub tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Performs the handshake on `path` and asserts 101.
+    pub async fn connect(server: &TestServer, path: &str) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            server.addr
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            let n = tokio::time::timeout(GUARD, tcp.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed during handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        assert!(
+            buf.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.drain(..end);
+        RawWs { tcp, buf }
+    }
+
+    /// Sends one frame; `mask` false sends it unmasked (a protocol error from a client).
+    pub async fn send_frame(&mut self, opcode: u8, fin: bool, payload: &[u8], mask: bool) {
+        use tokio::io::AsyncWriteExt;
+        let mut frame = vec![(u8::from(fin) << 7) | opcode];
+        let mask_bit = if mask { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => frame.push(mask_bit | n as u8),
+            n if n <= 65535 => {
+                frame.push(mask_bit | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(mask_bit | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let key = [0x12, 0x34, 0x56, 0x78];
+        if mask {
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            frame.extend_from_slice(payload);
+        }
+        self.tcp.write_all(&frame).await.unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.send_frame(0x1, true, text.as_bytes(), true).await;
+    }
+
+    /// The next whole server frame as (opcode, payload); None at the end of the stream.
+    pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.buf.len() >= 2 {
+                assert_eq!(self.buf[1] & 0x80, 0, "server frames are never masked");
+                let (len, start) = match self.buf[1] & 0x7F {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    n if n < 126 => (n as usize, 2),
+                    _ => (usize::MAX, 0),
+                };
+                if len != usize::MAX && self.buf.len() >= start + len {
+                    let opcode = self.buf[0] & 0x0F;
+                    let payload = self.buf[start..start + len].to_vec();
+                    self.buf.drain(..start + len);
+                    return Some((opcode, payload));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            // A reset counts as the end of the stream.
+            let n: usize = tokio::time::timeout(GUARD, self.tcp.read(&mut chunk))
+                .await
+                .expect("data arrives")
+                .unwrap_or_default();
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads frames until a close frame and returns its code (None: the stream ended first).
+    pub async fn read_until_close(&mut self) -> Option<u16> {
+        while let Some((opcode, payload)) = self.read_frame().await {
+            if opcode == 0x8 {
+                return Some(if payload.len() >= 2 {
+                    u16::from_be_bytes([payload[0], payload[1]])
+                } else {
+                    1005
+                });
+            }
+        }
+        None
+    }
+
+    /// Reads frames until a text frame and parses it.
+    pub async fn read_json(&mut self) -> Value {
+        while let Some((opcode, payload)) = self.read_frame().await {
+            if opcode == 0x1 {
+                return serde_json::from_slice(&payload).unwrap();
+            }
+        }
+        panic!("stream ended before a text frame");
     }
 }
