@@ -419,6 +419,17 @@ impl Hub {
         })
     }
 
+    /// Every subscriber of `channel` (copied out; for presence counts, not the hot path).
+    pub fn subscribers(&self, channel: &str) -> Vec<Arc<Client>> {
+        self.lookup(channel).map_or_else(Vec::new, |h| {
+            lock(&h)
+                .buckets
+                .iter()
+                .flat_map(|bucket| bucket.values().cloned())
+                .collect()
+        })
+    }
+
     /// How many connections subscribe to `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.lookup(channel).map_or(0, |h| lock(&h).subscribers)

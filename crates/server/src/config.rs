@@ -69,6 +69,8 @@ pub struct Limits {
     pub ping_interval_s: u32,
     pub max_queue_bytes: usize,
     pub max_body_bytes: usize,
+    /// How long a long-poll waits for publications before answering empty.
+    pub poll_timeout_s: u32,
 }
 
 impl Default for Limits {
@@ -83,6 +85,7 @@ impl Default for Limits {
             ping_interval_s: 25,
             max_queue_bytes: 1 << 20,
             max_body_bytes: 1 << 20,
+            poll_timeout_s: 25,
         }
     }
 }
@@ -532,6 +535,7 @@ impl Config {
             &mut limits.max_queue_bytes,
         )?;
         parse_limit(env, "SIGNALHUB_MAX_BODY_BYTES", &mut limits.max_body_bytes)?;
+        parse_limit(env, "SIGNALHUB_POLL_TIMEOUT_S", &mut limits.poll_timeout_s)?;
         let positive: [(&str, usize); 8] = [
             ("limits.max_message_bytes", limits.max_message_bytes),
             ("limits.max_subscriptions", limits.max_subscriptions),
@@ -558,6 +562,9 @@ impl Config {
                 "limits.idle_timeout_s",
                 "must be longer than limits.ping_interval_s",
             ));
+        }
+        if limits.poll_timeout_s == 0 || limits.poll_timeout_s > 120 {
+            return Err(invalid("limits.poll_timeout_s", "must be within 1..120"));
         }
         if limits.max_message_bytes > 16 << 20 {
             return Err(invalid(

@@ -26,6 +26,7 @@ pub struct Shared {
     /// Digests of the configured API keys.
     pub keys: KeyRing,
     stopping: AtomicBool,
+    stop_signal: tokio::sync::watch::Sender<bool>,
     next_connection: AtomicU64,
     /// Data frames received from clients.
     pub messages_in: AtomicU64,
@@ -51,6 +52,7 @@ impl AppState {
             idempotency,
             keys,
             stopping: AtomicBool::new(false),
+            stop_signal: tokio::sync::watch::Sender::new(false),
             next_connection: AtomicU64::new(1),
             messages_in: AtomicU64::new(0),
         }))
@@ -68,5 +70,12 @@ impl AppState {
 
     pub fn begin_stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+        self.stop_signal.send_replace(true);
+    }
+
+    /// Completes once shutdown began (ends long-polls).
+    pub async fn stopped(&self) {
+        let mut rx = self.stop_signal.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
     }
 }

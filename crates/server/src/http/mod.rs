@@ -4,10 +4,16 @@
 //! without a socket; the accept loop in `server` serves it.
 
 pub mod body;
+mod channels;
+pub mod cursor;
 pub mod error;
+pub mod identity;
 pub mod keys;
+mod poll;
 mod publish;
+mod sse;
 mod stats;
+mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/market-data", post(publish::market_data))
         .route("/api/v1/agent-insights", post(publish::agent_insights))
         .route("/api/v1/narratives", post(publish::narratives))
+        .route("/api/v1/channels/{channel}", get(channels::info))
+        .route("/api/v1/channels/{channel}/history", get(channels::history))
+        .route("/sse", get(sse::sse))
+        .route("/api/v1/poll", get(poll::poll))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

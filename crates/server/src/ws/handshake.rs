@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use super::connection::Connection;
 use super::{protocol, session};
 use crate::http::error::ApiError;
+use crate::http::identity::identify;
 use crate::state::AppState;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -86,23 +87,6 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         None => Ok(()),
         Some(origin) if allowed.iter().any(|a| a.as_bytes() == origin.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::forbidden("origin not allowed")),
-    }
-}
-
-fn anonymous_id(query: &HashMap<String, String>) -> Result<Option<Arc<str>>, ApiError> {
-    match query.get("anonymousId") {
-        None => Ok(None),
-        Some(id)
-            if (1..=128).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b)) =>
-        {
-            Ok(Some(Arc::from(id.as_str())))
-        }
-        Some(_) => Err(ApiError::bad_request(
-            "anonymousId must be 1-128 of [A-Za-z0-9_.:@-]",
-        )),
     }
 }
 
@@ -174,18 +158,7 @@ fn prepare(
     let headers = request.headers();
     let key = check_upgrade(headers)?;
     check_origin(state, headers)?;
-    let has_token = query.contains_key("token")
-        || query.contains_key("sessionToken")
-        || headers.contains_key(header::AUTHORIZATION);
-    if has_token {
-        return Err(ApiError::unauthorized(
-            "session tokens are not accepted by this server",
-        ));
-    }
-    let identity = Identity {
-        anonymous_id: anonymous_id(query)?,
-        ..Identity::default()
-    };
+    let identity = identify(state, query, headers)?;
     let channels = route.channels(param, &identity)?;
     let on_upgrade = request
         .extensions_mut()

@@ -95,12 +95,14 @@ fn parse_since(
                     },
                 );
             }
-            _ => return Err(bad_request(
-                id,
-                format!(
+            _ => {
+                return Err(bad_request(
+                    id,
+                    format!(
                     "since.{channel} must be {{\"epoch\": string, \"seq\": non-negative integer}}"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(out)

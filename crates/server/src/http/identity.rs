@@ -1,0 +1,63 @@
+//! Who is calling: the identity behind a WebSocket upgrade, an SSE stream, a long-poll or a
+//! read of the HTTP API, from the request's credentials.
+//!
+//! Credentials, any one of: query `token=` (alias `sessionToken=`), `Authorization: Bearer`.
+//! Query `anonymousId=` names an anonymous client. Precedence: `token`, `sessionToken`,
+//! then the header (spec section 9, item 9).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use signalhub_hub::Identity;
+
+use super::error::ApiError;
+use crate::state::AppState;
+
+/// The credential a request carries, by precedence.
+pub fn presented_token<'a>(
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+) -> Option<&'a str> {
+    if let Some(token) = query.get("token").or_else(|| query.get("sessionToken")) {
+        return Some(token.as_str());
+    }
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn anonymous_id(query: &HashMap<String, String>) -> Result<Option<Arc<str>>, ApiError> {
+    match query.get("anonymousId") {
+        None => Ok(None),
+        Some(id)
+            if (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b)) =>
+        {
+            Ok(Some(Arc::from(id.as_str())))
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "anonymousId must be 1-128 of [A-Za-z0-9_.:@-]",
+        )),
+    }
+}
+
+/// The caller's identity: anonymous (tier: lowest) unless a credential proves more. A
+/// credential that does not verify is a 401, never a silent downgrade.
+pub fn identify(
+    _state: &AppState,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Identity, ApiError> {
+    if presented_token(query, headers).is_some() {
+        return Err(ApiError::unauthorized(
+            "session tokens are not accepted by this server",
+        ));
+    }
+    Ok(Identity {
+        anonymous_id: anonymous_id(query)?,
+        ..Identity::default()
+    })
+}
