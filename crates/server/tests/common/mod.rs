@@ -377,3 +377,106 @@ impl RawWs {
         panic!("stream ended before a text frame");
     }
 }
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("event data is JSON")
+    }
+}
+
+/// A streaming SSE response, read event by event (comments are skipped).
+pub struct Sse {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl TestServer {
+    /// Opens `/sse?{query}` with optional extra headers; returns the status and the stream.
+    pub async fn sse(&self, query: &str, headers: &[(&str, &str)]) -> (u16, Sse) {
+        let mut req = reqwest::Client::new().get(self.http_url(&format!("/sse?{query}")));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = tokio::time::timeout(GUARD, req.send())
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            Sse {
+                body: Box::pin(resp.bytes_stream()),
+                buf: String::new(),
+            },
+        )
+    }
+}
+
+impl Sse {
+    /// The next event (not comments).
+    pub async fn next_event(&mut self) -> SseEvent {
+        loop {
+            if let Some(pos) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..pos + 2).collect();
+                let mut event = SseEvent::default();
+                let mut is_comment_only = true;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("data: ") {
+                        event.data.push_str(v);
+                        is_comment_only = false;
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        event.id = Some(v.to_string());
+                        is_comment_only = false;
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event.event = Some(v.to_string());
+                        is_comment_only = false;
+                    }
+                }
+                if !is_comment_only {
+                    return event;
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(GUARD, self.body.next())
+                .await
+                .expect("an event arrives")
+                .expect("the stream is open")
+                .expect("read");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Reads raw text until `needle` appears (for comments such as `: ping`).
+    pub async fn read_until(&mut self, needle: &str) {
+        while !self.buf.contains(needle) {
+            let chunk = tokio::time::timeout(GUARD, self.body.next())
+                .await
+                .expect("data arrives")
+                .expect("the stream is open")
+                .expect("read");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// True once the server ended the stream.
+    pub async fn ended(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(GUARD, self.body.next())
+                .await
+                .expect("stream ends")
+            {
+                None => return true,
+                Some(Err(_)) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
