@@ -354,3 +354,24 @@ async fn long_poll_refuses_bad_cursors_and_forbidden_channels() {
     assert_eq!(server.get("/api/v1/poll?channels=premium").await.0, 403);
     assert_eq!(server.get("/api/v1/poll").await.0, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_connections_and_delivery_counters_in_prometheus_text() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws("/ws").await;
+    ws.subscribe(&["m"]).await;
+    server.publish("m", json!(1)).await;
+    ws.recv().await;
+    let resp = reqwest::get(server.http_url("/metrics")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    for line in [
+        "signalhub_connections 1",
+        "signalhub_subscriptions 1",
+        "signalhub_publications_total 1",
+        "signalhub_deliveries_total 1",
+        "# TYPE signalhub_deliveries counter",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}

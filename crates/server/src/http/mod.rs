@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod error;
 pub mod identity;
 pub mod keys;
+mod metrics;
 mod poll;
 mod publish;
 mod sse;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/stats", get(stats::stats))
         .route("/ws/health", get(stats::ready))
         .route("/health", get(stats::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/publish", post(publish::publish))
         .route("/api/v1/broadcast", post(publish::broadcast))
         .route("/api/v1/signals", post(publish::signal))
