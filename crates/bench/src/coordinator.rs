@@ -115,6 +115,7 @@ struct Done {
     out_of_order: u64,
     disconnected: u64,
     last_delivery_unix_ns: u64,
+    cpu_us: u64,
 }
 
 /// The worker processes and the merged stream of their events.
@@ -213,6 +214,7 @@ impl Workers {
                         out_of_order,
                         disconnected,
                         last_delivery_unix_ns,
+                        cpu_us,
                     }),
                 )) => {
                     let latency = decode_hist(&latency_hist).unwrap_or_else(|e| {
@@ -227,6 +229,7 @@ impl Workers {
                         out_of_order,
                         disconnected,
                         last_delivery_unix_ns,
+                        cpu_us,
                     }));
                 }
                 Some((w, None)) => {
@@ -373,6 +376,7 @@ async fn bench(
     let (mut delivered, mut duplicates, mut out_of_order, mut disconnected) = (0, 0, 0, 0);
     let mut in_order = true;
     let mut last_delivery = 0;
+    let mut bench_cpu_us = 0;
     for d in done.into_iter() {
         let Some(Some(d)) = d else {
             in_order = false;
@@ -385,6 +389,7 @@ async fn bench(
         out_of_order += d.out_of_order;
         disconnected += d.disconnected;
         last_delivery = last_delivery.max(d.last_delivery_unix_ns);
+        bench_cpu_us += d.cpu_us;
     }
     let first_send = publish_stats.first_send_unix_ns;
     let interval_ns = (delivered > 0 && first_send > 0 && last_delivery > first_send)
@@ -426,6 +431,8 @@ async fn bench(
         full_delivery_ms: interval_ns.map(|ns| round3(ns as f64 / 1e6)),
         deliveries_per_sec: interval_ns.map(|ns| (delivered as f64 / (ns as f64 / 1e9)).round()),
         server_cpu_us_per_delivery: cpu_per_delivery,
+        bench_cpu_us_per_delivery: (delivered > 0)
+            .then(|| round3(bench_cpu_us as f64 / delivered as f64)),
         server_pid: pid,
     })
 }

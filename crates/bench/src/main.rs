@@ -72,7 +72,8 @@
 //!  "messages":50,"rate":0.0,"payload_bytes":300,"published":50,"publish_errors":0,
 //!  "expected":10000,"delivered":10000,"in_order":true,"duplicates":0,"out_of_order":0,
 //!  "disconnected":0,"timed_out":false,"latency_ms":{..},"full_delivery_ms":..,
-//!  "deliveries_per_sec":..,"server_cpu_us_per_delivery":..,"server_pid":..}
+//!  "deliveries_per_sec":..,"server_cpu_us_per_delivery":..,"bench_cpu_us_per_delivery":..,
+//!  "server_pid":..}
 //! ```
 //!
 //! Exit status: 0 with a report (even an incomplete one) unless `--require-all` is given and

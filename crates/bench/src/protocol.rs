@@ -56,6 +56,9 @@ pub enum WorkerEvent {
         /// Connections that ended before being told to close.
         disconnected: u64,
         last_delivery_unix_ns: u64,
+        /// This worker's own CPU time (user + system) since `ready`, in microseconds.
+        #[serde(default)]
+        cpu_us: u64,
     },
     Closed,
 }

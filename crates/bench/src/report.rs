@@ -70,6 +70,8 @@ pub struct Report {
     pub full_delivery_ms: Option<f64>,
     pub deliveries_per_sec: Option<f64>,
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// The workers' own CPU time per delivery (they share the machine with the server).
+    pub bench_cpu_us_per_delivery: Option<f64>,
     pub server_pid: Option<u32>,
 }
 

@@ -138,6 +138,8 @@ pub async fn run(
         // Nothing expected: this connection is finished as soon as it is up.
         reader.finish();
     }
+    let stop = stopped(&mut shutdown);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             msg = ws.next() => match msg {
@@ -154,7 +156,7 @@ pub async fn run(
                 Some(Err(e)) => return reader.gone(format!("read: {e}")),
                 None => return reader.gone("connection ended".into()),
             },
-            () = stopped(&mut shutdown) => break,
+            () = &mut stop => break,
         }
     }
     // Close handshake: the server closes the TCP connection first, so TIME_WAIT stays on

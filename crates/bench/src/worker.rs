@@ -71,7 +71,7 @@ fn ready_event(shared: &Shared) -> WorkerEvent {
     }
 }
 
-fn done_event(shared: &Shared) -> WorkerEvent {
+fn done_event(shared: &Shared, cpu_at_ready: u64) -> WorkerEvent {
     let duplicates = shared.duplicates.load(Ordering::SeqCst);
     let out_of_order = shared.out_of_order.load(Ordering::SeqCst);
     WorkerEvent::Done {
@@ -87,7 +87,13 @@ fn done_event(shared: &Shared) -> WorkerEvent {
         out_of_order,
         disconnected: shared.disconnected.load(Ordering::SeqCst),
         last_delivery_unix_ns: shared.last_delivery_unix_ns.load(Ordering::SeqCst),
+        cpu_us: own_cpu_us().saturating_sub(cpu_at_ready),
     }
+}
+
+/// This process's CPU time in microseconds (0 if /proc cannot be read).
+fn own_cpu_us() -> u64 {
+    crate::server_proc::read_cpu_us(std::process::id()).unwrap_or(0)
 }
 
 async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
@@ -118,6 +124,7 @@ async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
     let mut out = tokio::io::stdout();
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     let (mut ready_sent, mut done_sent) = (false, false);
+    let mut cpu_at_ready = 0;
     let mut progress = tokio::time::interval(Duration::from_secs(5));
     progress.tick().await;
     loop {
@@ -129,6 +136,7 @@ async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
                 shared.failed.load(Ordering::SeqCst),
                 started.elapsed().as_secs_f64()
             );
+            cpu_at_ready = own_cpu_us();
             send(&mut out, &ready_event(&shared)).await?;
             ready_sent = true;
         }
@@ -137,12 +145,12 @@ async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
             && args.messages > 0
             && shared.finished.load(Ordering::SeqCst) == n
         {
-            send(&mut out, &done_event(&shared)).await?;
+            send(&mut out, &done_event(&shared, cpu_at_ready)).await?;
             done_sent = true;
         }
         tokio::select! {
             _ = shared.notify.notified() => {}
-            _ = progress.tick() => {
+            _ = progress.tick(), if !ready_sent || args.messages > 0 => {
                 let phase = if ready_sent { "delivered" } else { "connected" };
                 let count = if ready_sent {
                     shared.delivered.load(Ordering::SeqCst)
@@ -162,10 +170,11 @@ async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
                 match cmd {
                     Command::Finish if !done_sent => {
                         if !ready_sent {
+                            cpu_at_ready = own_cpu_us();
                             send(&mut out, &ready_event(&shared)).await?;
                             ready_sent = true;
                         }
-                        send(&mut out, &done_event(&shared)).await?;
+                        send(&mut out, &done_event(&shared, cpu_at_ready)).await?;
                         done_sent = true;
                     }
                     Command::Finish => {}

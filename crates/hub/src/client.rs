@@ -10,6 +10,7 @@
 //! are uncontended except for the instant a publisher and the connection meet.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -106,6 +107,8 @@ pub struct Client {
     last_seen: AtomicU32,
     /// Coarse clock second at which the next heartbeat ping is due.
     next_ping: AtomicU32,
+    /// The remote address, for per-address limits.
+    peer: Option<IpAddr>,
 }
 
 impl Client {
@@ -117,7 +120,19 @@ impl Client {
             identity: Mutex::new(identity),
             last_seen: AtomicU32::new(now_s),
             next_ping: AtomicU32::new(now_s.saturating_add(ping_interval_s)),
+            peer: None,
         }
+    }
+
+    /// Records the remote address.
+    pub fn with_peer(mut self, peer: IpAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The remote address, when the transport has one.
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
     }
 
     pub fn id(&self) -> u64 {

@@ -21,6 +21,11 @@ impl Clock {
         self.started.elapsed().as_secs() as u32
     }
 
+    /// Microseconds since the server started (drives rate limits).
+    pub fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
     pub fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
     }

@@ -10,6 +10,24 @@ use signalhub::config::{Config, Overrides, ProcessEnv};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read once when it initializes (before `main`): a background thread
+/// returns freed pages to the OS after a second, so memory used briefly (HTTP handshake
+/// buffers during a connection storm) does not stay resident while the server idles.
+#[cfg(not(target_env = "msvc"))]
+#[allow(unsafe_code)]
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads as `const char *malloc_conf`.
+#[repr(transparent)]
+pub struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to an immutable, NUL-terminated static byte string; sharing it
+// between threads is sound.
+#[allow(unsafe_code)]
+unsafe impl Sync for MallocConf {}
+
 #[derive(Parser)]
 #[command(
     name = "signalhub",
@@ -96,7 +114,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match signalhub::server::bind(config.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("signalhub: cannot listen on {}: {e}", config.listen);

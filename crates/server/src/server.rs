@@ -30,6 +30,22 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 /// Connections still open this long after their 1001 are dropped without a handshake.
 const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(3);
 
+/// Pending connections the kernel may queue: the standard library's default of 128 drops
+/// SYNs when hundreds of clients connect at once (they retry a second later).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with a backlog deep enough for connection storms.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
 pub async fn serve(
     listener: TcpListener,

@@ -68,12 +68,15 @@ fn open(
     }
     let limits = &state.config.limits;
     let tier = identity.tier;
-    let client = Arc::new(Client::new(
-        state.next_connection_id(),
-        identity,
-        state.clock.now_s(),
-        limits.ping_interval_s,
-    ));
+    let client = Arc::new(
+        Client::new(
+            state.next_connection_id(),
+            identity,
+            state.clock.now_s(),
+            limits.ping_interval_s,
+        )
+        .with_peer(ip),
+    );
     state.registry.insert(client.clone());
     let items: Vec<SubscribeItem<'_>> = channels
         .iter()

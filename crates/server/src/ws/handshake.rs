@@ -234,15 +234,12 @@ fn start(
         u64::from(limits.ping_interval_s) * 1000,
         limits.max_message_bytes,
     );
-    let client = Arc::new(Client::new(
-        id,
-        identity,
-        state.clock.now_s(),
-        limits.ping_interval_s,
-    ));
+    let client = Arc::new(
+        Client::new(id, identity, state.clock.now_s(), limits.ping_interval_s).with_peer(ip),
+    );
     client.push(welcome, limits.max_queue_bytes);
     state.registry.insert(client.clone());
-    let mut conn = Connection::new(stream, client, state.clone(), ip);
+    let mut conn = Connection::new(stream, client, state.clone());
     if !channels.is_empty() {
         session::subscribe(&mut conn, None, channels, &HashMap::<String, Since>::new());
     }

@@ -4,4 +4,5 @@ pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod protocol;
+pub mod rate;
 mod session;

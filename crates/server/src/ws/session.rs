@@ -114,11 +114,13 @@ pub(super) fn subscribe(
         .subscribe(&conn.client, identity.tier, &items, |positions| {
             protocol::subscribed_frame(id, positions)
         });
+    let mut subs = std::mem::take(&mut conn.subs).into_vec();
     for (position, item) in positions.into_iter().zip(&items) {
         if !item.held {
-            conn.subs.push((position.channel, identity.tier));
+            subs.push((position.channel, identity.tier));
         }
     }
+    conn.subs = subs.into_boxed_slice();
 }
 
 fn unsubscribe(conn: &mut Connection, id: Option<i64>, channels: &[String]) {
@@ -134,7 +136,9 @@ fn unsubscribe(conn: &mut Connection, id: Option<i64>, channels: &[String]) {
             continue;
         };
         if let Some(pos) = conn.subs.iter().position(|(c, _)| &**c == name) {
-            let (channel, tier): (Arc<str>, _) = conn.subs.swap_remove(pos);
+            let mut subs = std::mem::take(&mut conn.subs).into_vec();
+            let (channel, tier): (Arc<str>, _) = subs.swap_remove(pos);
+            conn.subs = subs.into_boxed_slice();
             conn.state.hub.unsubscribe(conn.client.id(), &channel, tier);
         }
         if !done.contains(&name) {
