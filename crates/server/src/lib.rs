@@ -10,11 +10,13 @@
 //! - [`ws`]: the WebSocket transport: handshake, framing, the connection future, frames.
 //! - [`heartbeat`]: the sweeper that pings, times out and reaps connections.
 //! - [`registry`]: every live connection, for shutdown, admin actions and stats.
+//! - [`auth`]: tokens, wallet sign-in, balance-derived tiers: credentials to a `Principal`.
 //! - [`config`]: defaults, TOML, environment and flags, validated at start.
 //! - [`state`], [`clock`], [`idempotency`]: shared state, a coarse clock, publish dedup.
 //!
 //! The hub itself (channels, tiers, history, fan-out) is the `signalhub-hub` crate.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod heartbeat;
