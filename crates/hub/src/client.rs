@@ -82,6 +82,8 @@ struct Outbox {
     /// The close request was handed to the connection (it is reported once).
     close_taken: bool,
     ping_due: bool,
+    /// The identity changed from outside (an admin tier change): re-check subscriptions.
+    refresh_due: bool,
     /// Set when the connection must stop at once (close handshake timed out).
     abort: bool,
 }
@@ -94,6 +96,8 @@ pub struct Taken {
     /// A close request, reported once.
     pub close: Option<CloseRequest>,
     pub ping: bool,
+    /// The identity was changed from outside; the connection re-checks its subscriptions.
+    pub refresh: bool,
     pub abort: bool,
 }
 
@@ -254,6 +258,38 @@ impl Client {
         self.outbox().close.is_some()
     }
 
+    /// Replaces the identity from outside the connection (an admin tier change) and asks
+    /// the connection to re-check what it holds.
+    pub fn change_identity(&self, identity: Identity) {
+        self.set_identity(identity);
+        let waker = {
+            let mut outbox = self.outbox();
+            outbox.refresh_due = true;
+            outbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// When the connection's credentials expire (Unix seconds), if they do.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expires_at
+    }
+
+    /// True when the connection is authenticated as `user`.
+    pub fn is_user(&self, user: &str) -> bool {
+        self.identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .user
+            .as_deref()
+            == Some(user)
+    }
+
     /// Asks the connection to send a heartbeat ping.
     pub fn request_ping(&self) {
         let waker = {
@@ -289,6 +325,7 @@ impl Client {
             frames,
             close,
             ping: std::mem::take(&mut outbox.ping_due),
+            refresh: std::mem::take(&mut outbox.refresh_due),
             abort: outbox.abort,
         };
         if taken == Taken::default() {

@@ -385,6 +385,28 @@ impl Hub {
         }
     }
 
+    /// Moves `client` on `channel` from the `from` tier bucket to `to` (after a tier change),
+    /// atomically with respect to publications on the channel.
+    pub fn rebucket(&self, client: &Arc<Client>, channel: &str, from: TierId, to: TierId) {
+        if from == to {
+            return;
+        }
+        let Some(handle) = self.lookup(channel) else {
+            return;
+        };
+        let mut ch = lock(&handle);
+        let Some(bucket) = ch.buckets.get_mut(from.index()) else {
+            return;
+        };
+        if bucket.remove(&client.id()).is_none() {
+            return;
+        }
+        if ch.buckets.len() <= to.index() {
+            ch.buckets.resize_with(to.index() + 1, HashMap::new);
+        }
+        ch.buckets[to.index()].insert(client.id(), client.clone());
+    }
+
     /// History of `channel` after `since` (or the last `limit` when None), as a subscriber
     /// of `tier` would see it; None when the channel has no state at all.
     pub fn history(

@@ -321,3 +321,18 @@ fn concurrent_publishers_and_resubscribers_never_see_a_gap_or_duplicate() {
     let expected: Vec<u64> = (1..=seen.len() as u64).collect();
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn rebucketing_a_subscriber_changes_what_it_receives() {
+    let hub = Hub::new(HubConfig::default());
+    let ladder = TierLadder::default();
+    let premium = ladder.parse("premium").unwrap();
+    let c = client(1);
+    sub(&hub, &c, premium, "signals", None);
+    publish(&hub, "signals", Some(premium));
+    assert_eq!(drain(&c)[1]["type"], "signal");
+    hub.rebucket(&c, "signals", premium, TierId::LOWEST);
+    publish(&hub, "signals", Some(premium));
+    assert_eq!(drain(&c)[0]["type"], "locked");
+    assert_eq!(hub.stats().subscriptions, 1);
+}

@@ -7,12 +7,19 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use signalhub_hub::channel::Glob;
 use signalhub_hub::history::HistoryLimits;
 use signalhub_hub::rules::{Access, ChannelRule, ChannelRules};
 use signalhub_hub::signal::SignalRules;
 use signalhub_hub::{HubConfig, TierLadder};
+
+use crate::auth::{
+    parse_address, BalanceProvider, JsonRpcTiers, Minter, StaticTiers, TokenAlg, TokenRules,
+    Verifier, VerifyKey,
+};
 
 /// An invalid setting: which one, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +183,45 @@ impl Default for HistoryFile {
     }
 }
 
+/// One `[[auth.keys]]` entry: a session-token verification key pinned to its algorithm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// `HS256`, `RS256` or `ES256`.
+    pub alg: String,
+    /// The HS256 secret.
+    pub secret: Option<String>,
+    /// A PEM file with the RS256/ES256 public key.
+    pub public_key_file: Option<std::path::PathBuf>,
+    pub kid: Option<String>,
+}
+
+/// `[auth.balance]`: where wallet tiers come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceFile {
+    /// `static` (an address -> tier file) or `jsonrpc` (an ERC-20 balance).
+    pub provider: String,
+    pub file: Option<std::path::PathBuf>,
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub holder_min: Option<String>,
+    pub whale_min: Option<String>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthFile {
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub leeway_s: Option<u64>,
+    /// The domain wallet sign-in messages must name (default: the request's Host).
+    pub wallet_domain: Option<String>,
+    pub keys: Vec<KeyFile>,
+    pub balance: Option<BalanceFile>,
+}
+
 /// The TOML file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -193,6 +239,7 @@ pub struct ConfigFile {
     pub signals: SignalsFile,
     pub channels: Option<Vec<ChannelRuleFile>>,
     pub history: HistoryFile,
+    pub auth: AuthFile,
 }
 
 /// Where signals are stored.
@@ -219,6 +266,18 @@ pub struct Config {
     pub signals: SignalRules,
     pub rules: ChannelRules,
     pub hub: HubConfig,
+    pub auth: Arc<AuthSetup>,
+}
+
+/// Credentials machinery built from the configuration.
+#[derive(Debug)]
+pub struct AuthSetup {
+    /// Verifies session tokens (configured keys, plus the minter's key).
+    pub verifier: Verifier,
+    /// Signs session tokens: with `SIGNALHUB_JWT_SECRET`, or a per-process random key.
+    pub minter: Minter,
+    pub wallet_domain: Option<String>,
+    pub balance: BalanceProvider,
 }
 
 /// Values from the command line, which win over everything else.
@@ -397,6 +456,127 @@ fn check_confidence(value: f64, field: &str) -> Result<(), ConfigError> {
     } else {
         Err(invalid(field, "must be within 0..1"))
     }
+}
+
+fn build_auth(
+    file: AuthFile,
+    jwt_secret: Option<&str>,
+    ladder: &TierLadder,
+) -> Result<AuthSetup, ConfigError> {
+    let mut keys = Vec::new();
+    if let Some(secret) = jwt_secret {
+        keys.push(VerifyKey::hs256(secret.as_bytes().to_vec()));
+    }
+    for (i, key) in file.keys.iter().enumerate() {
+        let at = format!("auth.keys[{i}]");
+        let alg = TokenAlg::from_jose(&key.alg)
+            .ok_or_else(|| invalid(format!("{at}.alg"), "must be HS256, RS256 or ES256"))?;
+        let built = match (alg, &key.secret, &key.public_key_file) {
+            (TokenAlg::Hs256, Some(secret), None) if secret.len() >= 16 => {
+                VerifyKey::hs256(secret.as_bytes().to_vec())
+            }
+            (TokenAlg::Hs256, Some(_), None) => {
+                return Err(invalid(format!("{at}.secret"), "must be at least 16 bytes"))
+            }
+            (TokenAlg::Rs256 | TokenAlg::Es256, None, Some(path)) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(
+                        format!("{at}.public_key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                if alg == TokenAlg::Rs256 {
+                    VerifyKey::rs256_pem(pem)
+                } else {
+                    VerifyKey::es256_pem(pem)
+                }
+            }
+            (TokenAlg::Hs256, ..) => {
+                return Err(invalid(
+                    at,
+                    "an HS256 key needs `secret` (and no public_key_file)",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    at,
+                    "an RS256/ES256 key needs `public_key_file` (and no secret)",
+                ))
+            }
+        };
+        keys.push(match &key.kid {
+            Some(kid) => built.with_kid(kid.clone()),
+            None => built,
+        });
+    }
+    let rules = TokenRules {
+        audience: file.audience,
+        issuer: file.issuer,
+        leeway_s: file.leeway_s.unwrap_or(30),
+    };
+    if rules.leeway_s > 30 {
+        return Err(invalid("auth.leeway_s", "must be at most 30"));
+    }
+    let verifier = Verifier::new(keys, rules).map_err(|e| invalid("auth.keys", e.to_string()))?;
+    let minter = match jwt_secret {
+        Some(secret) => Minter::hs256(secret.as_bytes())
+            .map_err(|e| invalid("SIGNALHUB_JWT_SECRET", e.to_string()))?,
+        None => Minter::random(),
+    };
+    // Without a configured secret, wallet tokens are signed with a per-process key that only
+    // this verifier knows (spec section 9, item 16).
+    let verifier = if minter.is_ephemeral() {
+        verifier.with_minter(&minter)
+    } else {
+        verifier
+    };
+    let balance = match file.balance {
+        None => BalanceProvider::None,
+        Some(b) => match b.provider.as_str() {
+            "none" => BalanceProvider::None,
+            "static" => {
+                let path = b.file.ok_or_else(|| {
+                    invalid("auth.balance.file", "the static provider needs a file")
+                })?;
+                BalanceProvider::Static(
+                    StaticTiers::load(&path, ladder)
+                        .map_err(|e| invalid("auth.balance.file", e.to_string()))?,
+                )
+            }
+            "jsonrpc" => {
+                let need = |v: Option<String>, field: &str| {
+                    v.ok_or_else(|| {
+                        invalid(
+                            format!("auth.balance.{field}"),
+                            "required by the jsonrpc provider",
+                        )
+                    })
+                };
+                let url = need(b.url, "url")?;
+                let token = need(b.token, "token")?;
+                let token = parse_address(&token)
+                    .map_err(|e| invalid("auth.balance.token", e.to_string()))?;
+                let holder_min = need(b.holder_min, "holder_min")?;
+                let whale_min = need(b.whale_min, "whale_min")?;
+                BalanceProvider::JsonRpc(
+                    JsonRpcTiers::new(&url, token, &holder_min, &whale_min, ladder)
+                        .map_err(|e| invalid("auth.balance", e.to_string()))?,
+                )
+            }
+            other => {
+                return Err(invalid(
+                    "auth.balance.provider",
+                    format!("{other:?} is not none, static or jsonrpc"),
+                ))
+            }
+        },
+    };
+    Ok(AuthSetup {
+        verifier,
+        minter,
+        wallet_domain: file.wallet_domain,
+        balance,
+    })
 }
 
 impl Config {
@@ -645,6 +825,8 @@ impl Config {
             );
         }
 
+        let auth = Arc::new(build_auth(file.auth, jwt_secret.as_deref(), &ladder)?);
+
         let hub = HubConfig {
             ladder,
             max_queue_bytes: limits.max_queue_bytes,
@@ -665,6 +847,7 @@ impl Config {
             signals,
             rules,
             hub,
+            auth,
         })
     }
 

@@ -24,7 +24,7 @@ pub async fn run(state: AppState) {
         tick.tick().await;
         sweep(&state, &mut closing_since);
         rounds += 1;
-        if rounds % 10 == 0 {
+        if rounds.is_multiple_of(10) {
             state.hub.collect_garbage();
         }
     }
@@ -33,6 +33,7 @@ pub async fn run(state: AppState) {
 /// One pass over every connection.
 pub fn sweep(state: &AppState, closing_since: &mut HashMap<u64, u32>) {
     let now = state.clock.now_s();
+    let unix_now = chrono::Utc::now().timestamp();
     let limits = &state.config.limits;
     let mut still_closing: HashMap<u64, u32> = HashMap::new();
     state.registry.for_each(|client| {
@@ -42,6 +43,12 @@ pub fn sweep(state: &AppState, closing_since: &mut HashMap<u64, u32>) {
                 client.abort();
             }
             still_closing.insert(client.id(), since);
+            return;
+        }
+        if client.expires_at().is_some_and(|exp| unix_now >= exp) {
+            // Credentials expired and no fresh `auth` frame came: 4001.
+            client.request_close(close::TOKEN_EXPIRED, false);
+            still_closing.insert(client.id(), now);
             return;
         }
         if now.saturating_sub(client.last_seen()) >= limits.idle_timeout_s {

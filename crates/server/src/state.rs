@@ -3,7 +3,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use signalhub_hub::Hub;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use signalhub_hub::{Hub, Identity, TierId};
+
+use crate::auth::{NonceStore, Principal};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -30,6 +35,10 @@ pub struct Shared {
     next_connection: AtomicU64,
     /// Data frames received from clients.
     pub messages_in: AtomicU64,
+    /// Wallet sign-in nonces.
+    pub nonces: NonceStore,
+    /// Admin tier changes, by user: they override token claims (spec section 9, item 13).
+    tier_overrides: Mutex<HashMap<String, TierId>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -55,12 +64,62 @@ impl AppState {
             stop_signal: tokio::sync::watch::Sender::new(false),
             next_connection: AtomicU64::new(1),
             messages_in: AtomicU64::new(0),
+            nonces: NonceStore::new(100_000),
+            tier_overrides: Mutex::new(HashMap::new()),
         }))
     }
 
     /// A process-unique connection number.
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The admin-set tier of `user`, if any.
+    pub fn tier_override(&self, user: &str) -> Option<TierId> {
+        self.tier_overrides
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .copied()
+    }
+
+    /// Sets (or with None clears) the admin tier of `user`.
+    pub fn set_tier_override(&self, user: &str, tier: Option<TierId>) {
+        let mut map = self
+            .tier_overrides
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match tier {
+            Some(tier) => map.insert(user.to_string(), tier),
+            None => map.remove(user),
+        };
+    }
+
+    /// The connection identity a verified principal gets, admin tier changes applied.
+    pub fn identity_of(&self, principal: Principal) -> Identity {
+        let tier = principal
+            .user
+            .as_deref()
+            .and_then(|u| self.tier_override(u))
+            .unwrap_or(principal.tier);
+        Identity {
+            auth: principal.auth,
+            user: principal.user.map(std::sync::Arc::from),
+            anonymous_id: None,
+            tier,
+            expires_at: principal.expires_at,
+        }
+    }
+
+    /// Verifies a session token now.
+    pub fn verify_token(&self, token: &str) -> Result<Identity, crate::auth::TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        let principal = self
+            .config
+            .auth
+            .verifier
+            .verify(token, self.hub.ladder(), now)?;
+        Ok(self.identity_of(principal))
     }
 
     /// True once shutdown began: new connections and requests get 503.

@@ -47,17 +47,18 @@ fn anonymous_id(query: &HashMap<String, String>) -> Result<Option<Arc<str>>, Api
 /// The caller's identity: anonymous (tier: lowest) unless a credential proves more. A
 /// credential that does not verify is a 401, never a silent downgrade.
 pub fn identify(
-    _state: &AppState,
+    state: &AppState,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Identity, ApiError> {
-    if presented_token(query, headers).is_some() {
-        return Err(ApiError::unauthorized(
-            "session tokens are not accepted by this server",
-        ));
+    let anonymous_id = anonymous_id(query)?;
+    match presented_token(query, headers) {
+        None => Ok(Identity {
+            anonymous_id,
+            ..Identity::default()
+        }),
+        Some(token) => state
+            .verify_token(token)
+            .map_err(|e| ApiError::unauthorized(e.message())),
     }
-    Ok(Identity {
-        anonymous_id: anonymous_id(query)?,
-        ..Identity::default()
-    })
 }

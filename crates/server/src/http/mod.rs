@@ -3,6 +3,7 @@
 //! [`router`] builds the whole application from an [`AppState`], so tests can drive it
 //! without a socket; the accept loop in `server` serves it.
 
+mod admin;
 pub mod body;
 mod channels;
 pub mod cursor;
@@ -15,6 +16,7 @@ mod publish;
 mod sse;
 mod stats;
 mod stream;
+mod wallet;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -86,6 +88,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/narratives", post(publish::narratives))
         .route("/api/v1/channels/{channel}", get(channels::info))
         .route("/api/v1/channels/{channel}/history", get(channels::history))
+        .route("/api/v1/auth/nonce", get(wallet::nonce))
+        .route("/api/v1/auth/wallet", post(wallet::sign_in))
+        .route("/api/v1/auth/token", post(admin::mint_token))
+        .route("/api/v1/users/{user}/tier", post(admin::set_tier))
+        .route("/api/v1/users/{user}/disconnect", post(admin::disconnect))
+        .route(
+            "/api/v1/trades/{trade_id}/events",
+            post(publish::trade_event),
+        )
         .route("/sse", get(sse::sse))
         .route("/api/v1/poll", get(poll::poll))
         .fallback(not_found)

@@ -379,3 +379,81 @@ pub async fn narratives(
 ) -> Response {
     typed_publish(state, caller, request, "narratives", typed::parse_narrative).await
 }
+
+#[derive(Deserialize)]
+struct TradeEventBody {
+    user: String,
+    status: String,
+    progress: Option<f64>,
+    idempotency_key: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+/// `POST /api/v1/trades/{trade_id}/events` `{user, status, progress?, ...}`: a
+/// `trade_update` on `trades:{user}`, which only that user may subscribe to.
+pub async fn trade_event(
+    State(state): State<AppState>,
+    caller: Publisher,
+    axum::extract::Path(trade_id): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let raw = match read_body(&state, &parts.headers, body).await {
+        Ok(raw) => raw,
+        Err(e) => return e.into_response(),
+    };
+    let parsed = (|| {
+        let b: TradeEventBody = body::json(&raw)?;
+        if trade_id.is_empty() || trade_id.len() > 128 || trade_id.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "trade_id",
+                "trade_id must be 1-128 characters",
+            ));
+        }
+        let channel = check_channel(&format!("trades:{}", b.user), "user")?;
+        if b.status.is_empty() || b.status.chars().count() > 64 {
+            return Err(ApiError::invalid(
+                "status",
+                "status must be 1-64 characters",
+            ));
+        }
+        if let Some(p) = b.progress {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(ApiError::invalid(
+                    "progress",
+                    "progress must be within 0..100",
+                ));
+            }
+        }
+        check_idempotency_key(b.idempotency_key.as_deref())?;
+        Ok::<_, ApiError>((b, channel))
+    })();
+    let (b, channel) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let mut data = b.rest;
+    data.insert("trade_id".into(), trade_id.into());
+    data.insert("user".into(), b.user.into());
+    data.insert("status".into(), b.status.into());
+    if let Some(p) = b.progress {
+        data.insert("progress".into(), p.into());
+    }
+    let scope = scope(&caller, "trades", b.idempotency_key.as_deref());
+    idempotent(&state, scope, &raw, || {
+        let data = serde_json::value::to_raw_value(&data)
+            .map_err(|e| ApiError::internal(format!("trade event is not JSON: {e}")))?;
+        let id = ids::ulid("trd_");
+        let published = publish_all(
+            &state,
+            std::slice::from_ref(&channel),
+            "trade_update",
+            &id,
+            None,
+            &data,
+        );
+        let p = &published[0];
+        Ok(json!({"id": id, "channel": &*p.channel, "epoch": &*p.epoch, "seq": p.seq}))
+    })
+}

@@ -387,11 +387,16 @@ impl Connection {
                 return Poll::Ready(());
             }
             let mut progressed = taken.frames || taken.ping || taken.close.is_some();
+            // (a refresh queues replies into the outbox, so it counts as progress below)
             if taken.ping && self.phase == Phase::Open {
                 self.out.push_back(PING.clone());
             }
             if let Some(request) = taken.close {
                 self.begin_close(request.code, request.discard_pending);
+            }
+            if taken.refresh && self.phase == Phase::Open {
+                session::refresh(self);
+                progressed = true;
             }
             if let Err(e) = self.flush(cx) {
                 tracing::debug!(client = self.client.id(), error = %e, "write failed");

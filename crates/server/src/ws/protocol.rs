@@ -200,6 +200,16 @@ pub fn unsubscribed_frame(id: Option<i64>, channels: &[&str], reason: Option<&st
     to_bytes(with_id(v, id))
 }
 
+/// The `authenticated` frame: the reply to an `auth` frame, or (without `id`) a notice
+/// that the connection's identity or tier changed.
+pub fn authenticated_frame(id: Option<i64>, auth: &str, tier: &str, user: Option<&str>) -> Bytes {
+    let mut v = json!({"type": "authenticated", "auth": auth, "tier": tier});
+    if let Some(user) = user {
+        v["user"] = user.into();
+    }
+    to_bytes(with_id(v, id))
+}
+
 /// The `pong` reply to a `ping` frame.
 pub fn pong_frame(id: Option<i64>) -> Bytes {
     to_bytes(with_id(

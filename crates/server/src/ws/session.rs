@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use signalhub_hub::rules::Denied;
-use signalhub_hub::{channel, Since, SubscribeItem};
+use signalhub_hub::{channel, Identity, Since, SubscribeItem};
 
 use super::connection::Connection;
 use super::protocol::{self, Command};
@@ -18,12 +18,11 @@ pub(super) fn handle_text(conn: &mut Connection, text: &str) {
             since,
         }) => subscribe(conn, id, &channels, &since),
         Ok(Command::Unsubscribe { id, channels }) => unsubscribe(conn, id, &channels),
-        Ok(Command::Auth { id, .. }) => conn.reply(protocol::error_frame(
-            id,
-            "unauthorized",
-            None,
-            "session tokens are not accepted by this server",
-        )),
+        Ok(Command::Auth { id, token }) => match conn.state.clone().verify_token(&token) {
+            Ok(identity) => apply_identity(conn, identity, "auth_changed", id),
+            // A failed auth frame changes nothing (spec section 9, item 11).
+            Err(e) => conn.reply(protocol::error_frame(id, "unauthorized", None, e.message())),
+        },
         Ok(Command::Ping { id }) => conn.reply(protocol::pong_frame(id)),
         Ok(Command::Stats { id }) => {
             let state = &conn.state;
@@ -146,4 +145,62 @@ fn unsubscribe(conn: &mut Connection, id: Option<i64>, channels: &[String]) {
         }
     }
     conn.reply(protocol::unsubscribed_frame(id, &done, None));
+}
+
+/// Replaces the connection's identity (an `auth` frame), takes away what it may no longer
+/// hold, and confirms with `authenticated`.
+fn apply_identity(conn: &mut Connection, identity: Identity, reason: &str, id: Option<i64>) {
+    conn.client.set_identity(identity.clone());
+    restrict(conn, &identity, reason);
+    let ladder = conn.state.hub.ladder();
+    conn.reply(protocol::authenticated_frame(
+        id,
+        identity.auth.as_str(),
+        ladder.name(identity.tier),
+        identity.user.as_deref(),
+    ));
+}
+
+/// After an identity change from outside (an admin tier change): re-check subscriptions and
+/// tell the client its new tier.
+pub(super) fn refresh(conn: &mut Connection) {
+    let identity = conn.client.identity();
+    restrict(conn, &identity, "tier_changed");
+    let ladder = conn.state.hub.ladder();
+    conn.reply(protocol::authenticated_frame(
+        None,
+        identity.auth.as_str(),
+        ladder.name(identity.tier),
+        identity.user.as_deref(),
+    ));
+}
+
+/// Ends subscriptions `identity` may not hold (an id-less `unsubscribed` with `reason`) and
+/// moves the rest into the bucket of its tier.
+fn restrict(conn: &mut Connection, identity: &Identity, reason: &str) {
+    let state = conn.state.clone();
+    let ladder = state.hub.ladder();
+    let mut removed: Vec<Arc<str>> = Vec::new();
+    let mut kept = Vec::with_capacity(conn.subs.len());
+    for (channel, tier) in std::mem::take(&mut conn.subs).into_vec() {
+        let allowed = state
+            .config
+            .rules
+            .check(ladder, &channel, identity.tier, identity.user.as_deref())
+            .is_ok();
+        if allowed {
+            state
+                .hub
+                .rebucket(&conn.client, &channel, tier, identity.tier);
+            kept.push((channel, identity.tier));
+        } else {
+            state.hub.unsubscribe(conn.client.id(), &channel, tier);
+            removed.push(channel);
+        }
+    }
+    conn.subs = kept.into_boxed_slice();
+    if !removed.is_empty() {
+        let names: Vec<&str> = removed.iter().map(|c| &**c).collect();
+        conn.reply(protocol::unsubscribed_frame(None, &names, Some(reason)));
+    }
 }

@@ -1,0 +1,138 @@
+//! Admin API: mint session tokens, change a user's tier live, disconnect a user.
+
+use axum::extract::{Path, Request, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use signalhub_hub::AuthKind;
+
+use super::body;
+use super::error::ApiError;
+use super::keys::Admin;
+use crate::state::AppState;
+use crate::ws::connection::close;
+
+/// Longest session token an admin may mint: 30 days.
+pub const MAX_TOKEN_TTL_S: u64 = 30 * 24 * 3600;
+
+fn check_user(user: &str, field: &str) -> Result<(), ApiError> {
+    if user.is_empty() || user.chars().count() > 128 || user.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "user must be 1-128 characters, no control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Deserialize)]
+struct MintBody {
+    user: String,
+    tier: Option<String>,
+    ttl_s: Option<u64>,
+}
+
+/// `POST /api/v1/auth/token` `{user, tier?, ttl_s?}` -> `{token, user, tier, expires_at}`.
+pub async fn mint_token(
+    State(state): State<AppState>,
+    _admin: Admin,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let (parts, raw) = request.into_parts();
+    let raw = body::read(&parts.headers, raw, state.config.limits.max_body_bytes).await?;
+    let b: MintBody = body::json(&raw)?;
+    if state.config.auth.minter.is_ephemeral() {
+        return Err(ApiError::unavailable(
+            "minting session tokens needs SIGNALHUB_JWT_SECRET",
+        ));
+    }
+    check_user(&b.user, "user")?;
+    let ladder = state.hub.ladder();
+    let tier = match &b.tier {
+        None => signalhub_hub::TierId::LOWEST,
+        Some(name) => ladder
+            .parse(name)
+            .ok_or_else(|| ApiError::invalid("tier", format!("unknown tier {name:?}")))?,
+    };
+    let ttl_s = b.ttl_s.unwrap_or(3600);
+    if ttl_s == 0 || ttl_s > MAX_TOKEN_TTL_S {
+        return Err(ApiError::invalid(
+            "ttl_s",
+            format!("ttl_s must be within 1..{MAX_TOKEN_TTL_S}"),
+        ));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let (token, expires_at) =
+        state
+            .config
+            .auth
+            .minter
+            .mint(&b.user, ladder.name(tier), ttl_s, AuthKind::Session, now);
+    Ok(Json(json!({
+        "token": token,
+        "user": b.user,
+        "tier": ladder.name(tier),
+        "expires_at": rfc3339(expires_at),
+    })))
+}
+
+#[derive(Deserialize)]
+struct TierBody {
+    tier: String,
+}
+
+/// `POST /api/v1/users/{user}/tier` `{tier}` -> `{user, tier, connections}`: live
+/// connections of the user follow at once.
+pub async fn set_tier(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(user): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let (parts, raw) = request.into_parts();
+    let raw = body::read(&parts.headers, raw, state.config.limits.max_body_bytes).await?;
+    let b: TierBody = body::json(&raw)?;
+    check_user(&user, "user")?;
+    let ladder = state.hub.ladder();
+    let tier = ladder
+        .parse(&b.tier)
+        .ok_or_else(|| ApiError::invalid("tier", format!("unknown tier {:?}", b.tier)))?;
+    state.set_tier_override(&user, Some(tier));
+    let mut connections = 0;
+    state.registry.for_each(|client| {
+        if client.is_user(&user) {
+            let mut identity = client.identity();
+            identity.tier = tier;
+            client.change_identity(identity);
+            connections += 1;
+        }
+    });
+    tracing::info!(%user, tier = ladder.name(tier), connections, "tier changed by admin");
+    Ok(Json(
+        json!({"user": user, "tier": ladder.name(tier), "connections": connections}),
+    ))
+}
+
+/// `POST /api/v1/users/{user}/disconnect` -> `{user, disconnected}`: closes the user's
+/// connections with 1008 (tokens are not revoked).
+pub async fn disconnect(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_user(&user, "user")?;
+    let mut disconnected = 0;
+    state.registry.for_each(|client| {
+        if client.is_user(&user) {
+            client.request_close(close::POLICY, false);
+            disconnected += 1;
+        }
+    });
+    Ok(Json(json!({"user": user, "disconnected": disconnected})))
+}
