@@ -27,6 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
+use signalhub_hub::typed;
+
 use crate::state::AppState;
 use crate::ws::handshake::{self, Route};
 use error::ApiError;
@@ -82,10 +84,22 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/external-signals/sync/signal",
             post(publish::signal),
         )
-        .route("/api/v1/alerts", post(publish::alerts))
-        .route("/api/v1/market-data", post(publish::market_data))
-        .route("/api/v1/agent-insights", post(publish::agent_insights))
-        .route("/api/v1/narratives", post(publish::narratives))
+        .route(
+            "/api/v1/alerts",
+            publish::typed("alerts", typed::parse_alert),
+        )
+        .route(
+            "/api/v1/market-data",
+            publish::typed("market-data", typed::parse_market_data),
+        )
+        .route(
+            "/api/v1/agent-insights",
+            publish::typed("agent-insights", typed::parse_agent_insight),
+        )
+        .route(
+            "/api/v1/narratives",
+            publish::typed("narratives", typed::parse_narrative),
+        )
         .route("/api/v1/channels/{channel}", get(channels::info))
         .route("/api/v1/channels/{channel}/history", get(channels::history))
         .route("/api/v1/auth/nonce", get(wallet::nonce))

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use signalhub_hub::signal::Signal;
-use signalhub_hub::typed::{self, TypedPublish};
+use signalhub_hub::typed::TypedPublish;
 use signalhub_hub::{channel, ids, Publication, Published, TierId};
 
 use super::body;
@@ -301,10 +301,7 @@ async fn typed_publish(
     caller: Publisher,
     request: Request,
     endpoint: &str,
-    parse: fn(
-        &[u8],
-        &signalhub_hub::TierLadder,
-    ) -> Result<TypedPublish, signalhub_hub::signal::SignalError>,
+    parse: TypedParser,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let raw = match read_body(&state, &parts.headers, body).await {
@@ -330,54 +327,20 @@ async fn typed_publish(
     })
 }
 
-/// `POST /api/v1/alerts`.
-pub async fn alerts(
-    State(state): State<AppState>,
-    caller: Publisher,
-    request: Request,
-) -> Response {
-    typed_publish(state, caller, request, "alerts", typed::parse_alert).await
-}
+/// A typed publish endpoint: its name (scopes idempotency keys) and body parser.
+pub type TypedParser = fn(
+    &[u8],
+    &signalhub_hub::TierLadder,
+) -> Result<TypedPublish, signalhub_hub::signal::SignalError>;
 
-/// `POST /api/v1/market-data`.
-pub async fn market_data(
-    State(state): State<AppState>,
-    caller: Publisher,
-    request: Request,
-) -> Response {
-    typed_publish(
-        state,
-        caller,
-        request,
-        "market-data",
-        typed::parse_market_data,
+/// The handler of `POST /api/v1/{endpoint}` for a typed publish (alerts, market data, agent
+/// insights, narratives).
+pub fn typed(endpoint: &'static str, parse: TypedParser) -> axum::routing::MethodRouter<AppState> {
+    axum::routing::post(
+        move |State(state): State<AppState>, caller: Publisher, request: Request| {
+            typed_publish(state, caller, request, endpoint, parse)
+        },
     )
-    .await
-}
-
-/// `POST /api/v1/agent-insights`.
-pub async fn agent_insights(
-    State(state): State<AppState>,
-    caller: Publisher,
-    request: Request,
-) -> Response {
-    typed_publish(
-        state,
-        caller,
-        request,
-        "agent-insights",
-        typed::parse_agent_insight,
-    )
-    .await
-}
-
-/// `POST /api/v1/narratives`.
-pub async fn narratives(
-    State(state): State<AppState>,
-    caller: Publisher,
-    request: Request,
-) -> Response {
-    typed_publish(state, caller, request, "narratives", typed::parse_narrative).await
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,20 @@ pub(super) fn handle_text(conn: &mut Connection, text: &str) {
     }
 }
 
+/// The canonical name of `raw`, or None after answering `bad_channel`.
+fn valid_name<'a>(conn: &Connection, id: Option<i64>, raw: &'a str) -> Option<&'a str> {
+    let name = channel::normalize(raw);
+    if name.is_none() {
+        conn.reply(protocol::error_frame(
+            id,
+            "bad_channel",
+            Some(raw),
+            "channel names match ^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$",
+        ));
+    }
+    name
+}
+
 /// Subscribes to `channels`: one `error` per refused channel, then one `subscribed` for the
 /// allowed ones, then their replays (spec section 9, item 3).
 pub(super) fn subscribe(
@@ -52,13 +66,7 @@ pub(super) fn subscribe(
     let mut held_after = conn.subs.len();
     let mut accepted: Vec<(&str, Option<&Since>, bool)> = Vec::new();
     for raw in channels {
-        let Some(name) = channel::normalize(raw) else {
-            conn.reply(protocol::error_frame(
-                id,
-                "bad_channel",
-                Some(raw),
-                "channel names match ^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$",
-            ));
+        let Some(name) = valid_name(conn, id, raw) else {
             continue;
         };
         if accepted.iter().any(|(n, _, _)| *n == name) {
@@ -125,13 +133,7 @@ pub(super) fn subscribe(
 fn unsubscribe(conn: &mut Connection, id: Option<i64>, channels: &[String]) {
     let mut done: Vec<&str> = Vec::new();
     for raw in channels {
-        let Some(name) = channel::normalize(raw) else {
-            conn.reply(protocol::error_frame(
-                id,
-                "bad_channel",
-                Some(raw),
-                "channel names match ^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$",
-            ));
+        let Some(name) = valid_name(conn, id, raw) else {
             continue;
         };
         if let Some(pos) = conn.subs.iter().position(|(c, _)| &**c == name) {
