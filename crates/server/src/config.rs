@@ -522,7 +522,8 @@ fn build_auth(
         Some(secret) => Minter::hs256(secret.as_bytes())
             .map_err(|e| invalid("SIGNALHUB_JWT_SECRET", e.to_string()))?,
         None => Minter::random(),
-    };
+    }
+    .with_claims_of(verifier.rules());
     // Without a configured secret, wallet tokens are signed with a per-process key that only
     // this verifier knows (spec section 9, item 16).
     let verifier = if minter.is_ephemeral() {

@@ -610,6 +610,9 @@ pub struct Minter {
     encoding: EncodingKey,
     decoding: DecodingKey,
     ephemeral: bool,
+    /// Written into every token, so the server accepts its own tokens when it checks them.
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 impl fmt::Debug for Minter {
@@ -630,6 +633,10 @@ struct MintedClaims<'a> {
     iat: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
 }
 
 impl Minter {
@@ -645,7 +652,16 @@ impl Minter {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             ephemeral: false,
+            audience: None,
+            issuer: None,
         })
+    }
+
+    /// Writes the verifier's required `aud` and `iss` into minted tokens.
+    pub fn with_claims_of(mut self, rules: &TokenRules) -> Minter {
+        self.audience = rules.audience.clone();
+        self.issuer = rules.issuer.clone();
+        self
     }
 
     /// A minter with a fresh random 256-bit key that lives only in this process; pass it to
@@ -658,6 +674,8 @@ impl Minter {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             ephemeral: true,
+            audience: None,
+            issuer: None,
         };
         secret.fill(0);
         minter
@@ -686,6 +704,8 @@ impl Minter {
             exp,
             iat: now,
             auth: (auth == AuthKind::Wallet).then_some("wallet"),
+            aud: self.audience.as_deref(),
+            iss: self.issuer.as_deref(),
         };
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let payload = URL_SAFE_NO_PAD.encode(

@@ -15,6 +15,14 @@ use crate::ws::connection::close;
 /// Longest session token an admin may mint: 30 days.
 pub const MAX_TOKEN_TTL_S: u64 = 30 * 24 * 3600;
 
+/// Wallet subjects are lower-case addresses: an EIP-55 address in a path names the same user.
+fn canonical_user(user: String) -> String {
+    match crate::auth::parse_address(&user) {
+        Ok(address) => crate::auth::format_address(&address),
+        Err(_) => user,
+    }
+}
+
 fn check_user(user: &str, field: &str) -> Result<(), ApiError> {
     if user.is_empty() || user.chars().count() > 128 || user.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -35,7 +43,7 @@ fn rfc3339(unix: i64) -> String {
 struct MintBody {
     user: String,
     tier: Option<String>,
-    ttl_s: Option<u64>,
+    ttl_s: Option<i64>,
 }
 
 /// `POST /api/v1/auth/token` `{user, tier?, ttl_s?}` -> `{token, user, tier, expires_at}`.
@@ -60,13 +68,15 @@ pub async fn mint_token(
             .parse(name)
             .ok_or_else(|| ApiError::invalid("tier", format!("unknown tier {name:?}")))?,
     };
-    let ttl_s = b.ttl_s.unwrap_or(3600);
-    if ttl_s == 0 || ttl_s > MAX_TOKEN_TTL_S {
-        return Err(ApiError::invalid(
-            "ttl_s",
-            format!("ttl_s must be within 1..{MAX_TOKEN_TTL_S}"),
-        ));
-    }
+    let ttl_s = match b.ttl_s.unwrap_or(3600) {
+        ttl @ 1.. if ttl as u64 <= MAX_TOKEN_TTL_S => ttl as u64,
+        _ => {
+            return Err(ApiError::invalid(
+                "ttl_s",
+                format!("ttl_s must be within 1..{MAX_TOKEN_TTL_S}"),
+            ))
+        }
+    };
     let now = chrono::Utc::now().timestamp();
     let (token, expires_at) =
         state
@@ -98,6 +108,7 @@ pub async fn set_tier(
     let (parts, raw) = request.into_parts();
     let raw = body::read(&parts.headers, raw, state.config.limits.max_body_bytes).await?;
     let b: TierBody = body::json(&raw)?;
+    let user = canonical_user(user);
     check_user(&user, "user")?;
     let ladder = state.hub.ladder();
     let tier = ladder
@@ -126,6 +137,7 @@ pub async fn disconnect(
     _admin: Admin,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let user = canonical_user(user);
     check_user(&user, "user")?;
     let mut disconnected = 0;
     state.registry.for_each(|client| {
