@@ -1,17 +1,50 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, unit and integration tests
-# (each starts real servers on loopback), and a short load-generator run that must deliver
-# every publication in order. Installs nothing system-wide that it does not need.
+# (each starts real servers on loopback), against real services this script starts
+# (PostgreSQL for the store, a local Ethereum node with an ERC-20 for wallet tiers), and a
+# short load-generator run that must deliver every publication in order.
+# Installs what it needs: Debian's postgresql when missing, npm packages for the node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
 export CARGO_TERM_COLOR=never
+# Tests of external services fail (not skip) when the service is missing.
+export SIGNALHUB_REQUIRE_EXTERNAL=1
+
+work="$(mktemp -d)"
+eth_pid=""
+cleanup() {
+  [[ -n "$eth_pid" ]] && kill "$eth_pid" 2>/dev/null || true
+  [[ -n "${SIGNALHUB_TEST_POSTGRES_DIR:-}" ]] && scripts/postgres.sh destroy "$SIGNALHUB_TEST_POSTGRES_DIR" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== PostgreSQL (scripts/postgres.sh)"
+eval "$(scripts/postgres.sh)"
+
+echo "== Ethereum dev node with an ERC-20 (scripts/eth)"
+if ! command -v node >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+(cd scripts/eth && npm ci --no-audit --no-fund --loglevel=error)
+node scripts/eth/devnode.mjs >"$work/eth.json" 2>"$work/eth.log" &
+eth_pid=$!
+for _ in $(seq 1 120); do
+  [[ -s "$work/eth.json" ]] && break
+  kill -0 "$eth_pid" 2>/dev/null || { cat "$work/eth.log" >&2; echo "devnode.mjs exited" >&2; exit 1; }
+  sleep 0.5
+done
+SIGNALHUB_TEST_ETH="$(head -n 1 "$work/eth.json")"
+export SIGNALHUB_TEST_ETH
+
 echo "== cargo test"
 cargo test --workspace
+
 echo "== bench smoke run (200 connections, 50 publications, full in-order delivery required)"
 cargo build --release -p signalhub -p signalhub-bench
 target/release/signalhub-bench --server-bin target/release/signalhub \

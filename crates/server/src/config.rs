@@ -242,12 +242,7 @@ pub struct ConfigFile {
     pub auth: AuthFile,
 }
 
-/// Where signals are stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
-    Sqlite(String),
-    Postgres(String),
-}
+pub use crate::store::StoreUrl;
 
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]

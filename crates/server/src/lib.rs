@@ -12,6 +12,7 @@
 //! - [`registry`]: every live connection, for shutdown, admin actions and stats.
 //! - [`auth`]: tokens, wallet sign-in, balance-derived tiers: credentials to a `Principal`.
 //! - [`config`]: defaults, TOML, environment and flags, validated at start.
+//! - [`store`]: durable signals and admin tier changes: SQLite by default, PostgreSQL by URL.
 //! - [`state`], [`clock`], [`idempotency`]: shared state, a coarse clock, publish dedup.
 //!
 //! The hub itself (channels, tiers, history, fan-out) is the `signalhub-hub` crate.
@@ -25,6 +26,7 @@ pub mod idempotency;
 pub mod registry;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod ws;
 
 use std::future::Future;
@@ -38,5 +40,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    server::serve(listener, AppState::new(config), shutdown).await
+    let state = AppState::open(config)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    server::serve(listener, state, shutdown).await
 }

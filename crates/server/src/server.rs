@@ -58,6 +58,11 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let sweeper = tokio::spawn(heartbeat::run(state.clone()));
+    match crate::http::signals::publish_pending(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(signals = n, "published signals stored before the last stop"),
+        Err(e) => tracing::warn!(error = %e, "could not read unpublished signals"),
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

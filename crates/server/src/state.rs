@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use signalhub_hub::{Hub, Identity, TierId};
@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::http::keys::KeyRing;
 use crate::idempotency::Idempotency;
 use crate::registry::Registry;
+use crate::store::{Store, StoreError};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Debug, Clone)]
@@ -38,7 +39,13 @@ pub struct Shared {
     /// Wallet sign-in nonces.
     pub nonces: NonceStore,
     /// Admin tier changes, by user: they override token claims (spec section 9, item 13).
+    /// Persisted in the store; this is the in-memory copy read on every authentication.
     tier_overrides: Mutex<HashMap<String, TierId>>,
+    /// Durable signals and tier changes.
+    pub store: Store,
+    /// Signals being stored and published right now, by `signal_id`: a concurrent retry
+    /// waits its turn (409) instead of publishing twice.
+    pub signals_in_flight: Mutex<HashSet<String>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -49,7 +56,22 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Self {
+    /// Opens the store named by the configuration and loads the admin tier changes kept
+    /// there.
+    pub async fn open(config: Config) -> Result<Self, StoreError> {
+        let store = Store::open(&config.store).await?;
+        let tiers = store.user_tiers().await?;
+        let state = AppState::new(config, store);
+        for (user, tier) in tiers {
+            match state.hub.ladder().parse(&tier) {
+                Some(tier) => state.set_tier_override(&user, Some(tier)),
+                None => tracing::warn!(%user, %tier, "stored tier is not on the ladder; ignored"),
+            }
+        }
+        Ok(state)
+    }
+
+    pub fn new(config: Config, store: Store) -> Self {
         let hub = Hub::new(config.hub.clone());
         let idempotency = Idempotency::new(config.dedup_window_s);
         let keys = KeyRing::new(&config.api_keys);
@@ -66,6 +88,8 @@ impl AppState {
             messages_in: AtomicU64::new(0),
             nonces: NonceStore::new(100_000),
             tier_overrides: Mutex::new(HashMap::new()),
+            store,
+            signals_in_flight: Mutex::new(HashSet::new()),
         }))
     }
 

@@ -1474,12 +1474,6 @@ async fn a_signal_id_reused_with_another_body_publishes_nothing_new() {
     assert_eq!(publications(&server), after_first, "nothing new published");
 }
 
-// BUG: a `signal_id` is only remembered for `dedup_window_s` (it is deduplicated through the
-// idempotency cache keyed `signal:{id}`, and nothing stores signals), so once the window has
-// passed the same signal_id is accepted and published again. Spec item 25: "a `signal_id` is
-// unique forever (the store enforces it)". With `dedup_window_s = 0` the second POST of the same
-// body answers 200 with a new `id` and seq 2, and publishes on every routing channel again.
-#[ignore = "server bug: a signal_id is published again once dedup_window_s has passed"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_id_stays_unique_after_the_dedup_window() {
     let server = TestServer::start_with(config("dedup_window_s = 0", &[])).await;
@@ -1580,9 +1574,6 @@ async fn ws_health_is_200_with_status_ok() {
     assert_eq!(body["status"], "ok", "{body}");
 }
 
-// BUG: `GET /ws/health` answers `{"status":"ok","broker":"memory","connections":0}`: there is
-// no `storage` and no `feeds` (spec item 32: readiness is `{status, storage, broker, feeds}`).
-#[ignore = "server bug: /ws/health has no storage or feeds"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_health_reports_storage_broker_and_feeds() {
     let server = TestServer::start().await;

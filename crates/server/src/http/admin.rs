@@ -114,6 +114,15 @@ pub async fn set_tier(
     let tier = ladder
         .parse(&b.tier)
         .ok_or_else(|| ApiError::invalid("tier", format!("unknown tier {:?}", b.tier)))?;
+    // Persist first: a tier change that could not be kept is not made at all.
+    state
+        .store
+        .set_user_tier(&user, Some(ladder.name(tier)))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not store a tier change");
+            ApiError::unavailable("the store is unavailable; the tier was not changed")
+        })?;
     state.set_tier_override(&user, Some(tier));
     let mut connections = 0;
     state.registry.for_each(|client| {

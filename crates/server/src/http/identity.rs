@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use signalhub_hub::Identity;
 
 use super::error::ApiError;
@@ -22,9 +22,7 @@ pub fn presented_token<'a>(
     if let Some(token) = query.get("token").or_else(|| query.get("sessionToken")) {
         return Some(token.as_str());
     }
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    super::keys::bearer_token(headers)
 }
 
 fn anonymous_id(query: &HashMap<String, String>) -> Result<Option<Arc<str>>, ApiError> {

@@ -13,6 +13,7 @@ pub mod keys;
 mod metrics;
 mod poll;
 mod publish;
+pub mod signals;
 mod sse;
 mod stats;
 mod stream;
@@ -79,11 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/publish", post(publish::publish))
         .route("/api/v1/broadcast", post(publish::broadcast))
-        .route("/api/v1/signals", post(publish::signal))
-        .route(
-            "/api/v1/external-signals/sync/signal",
-            post(publish::signal),
-        )
+        .route("/api/v1/signals", post(signals::post).get(signals::list))
+        .route("/api/v1/external-signals/sync/signal", post(signals::post))
         .route(
             "/api/v1/alerts",
             publish::typed("alerts", typed::parse_alert),

@@ -8,7 +8,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use signalhub_hub::signal::Signal;
 use signalhub_hub::typed::TypedPublish;
 use signalhub_hub::{channel, ids, Publication, Published, TierId};
 
@@ -256,43 +255,6 @@ pub async fn broadcast(
         let id = ids::ulid("pub_");
         let published = publish_all(&state, &channels, &b.kind, &id, tier, &b.data);
         Ok(json!({"id": id, "publications": positions(&published)}))
-    })
-}
-
-/// `POST /api/v1/signals` (and its alias): validate the signal record, then route it.
-pub async fn signal(
-    State(state): State<AppState>,
-    _caller: Publisher,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    let raw = match read_body(&state, &parts.headers, body).await {
-        Ok(raw) => raw,
-        Err(e) => return e.into_response(),
-    };
-    let ladder = state.hub.ladder();
-    let signal = match Signal::parse(&raw, ladder, &state.config.signals) {
-        Ok(signal) => signal,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    // A signal_id is accepted once: a retry gets the first answer.
-    let scope = Some(format!("signal:{}", signal.signal_id));
-    let record = signal.to_json(ladder);
-    idempotent(&state, scope, &raw, || {
-        let channels = signal.channels(ladder, &state.config.signals);
-        let data = RawValue::from_string(record.clone())
-            .map_err(|e| ApiError::internal(format!("signal record is not JSON: {e}")))?;
-        let id = ids::ulid("sig_");
-        let published = publish_all(&state, &channels, "signal", &id, Some(signal.tier), &data);
-        let on_signals = &published[0];
-        Ok(json!({
-            "signal_id": signal.signal_id,
-            "id": id,
-            "tier": ladder.name(signal.tier),
-            "channels": channels,
-            "epoch": &*on_signals.epoch,
-            "seq": on_signals.seq,
-        }))
     })
 }
 

@@ -61,18 +61,25 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ws/health`: readiness of the server and its dependencies; 503 while stopping.
+/// `GET /ws/health`: readiness of the server and its dependencies; 503 while stopping or
+/// when the signal store cannot be reached.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let stopping = state.is_stopping();
+    let storage_ok = tokio::time::timeout(std::time::Duration::from_secs(3), state.store.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let ok = !stopping && storage_ok;
     let body = json!({
-        "status": if stopping { "stopping" } else { "ok" },
-        "broker": "memory",
+        "status": if stopping { "stopping" } else if ok { "ok" } else { "degraded" },
+        "storage": {"backend": state.store.backend(), "status": if storage_ok { "ok" } else { "unavailable" }},
+        "broker": {"backend": "memory", "status": "ok"},
+        "feeds": {},
         "connections": state.registry.len(),
     });
-    let status = if stopping {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let status = if ok {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
 }

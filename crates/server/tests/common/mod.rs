@@ -31,11 +31,10 @@ pub struct TestServer {
 /// A configuration from TOML text plus environment pairs (API keys preset).
 pub fn config(toml: &str, env: &[(&str, &str)]) -> Config {
     let keys = format!("{PUBLISHER_KEY}:publisher,{ADMIN_KEY}:admin");
-    let mut all: Vec<(&str, &str)> = vec![
-        ("SIGNALHUB_API_KEYS", &keys),
-        ("SIGNALHUB_STORE", "sqlite::memory:"),
-    ];
-    all.extend_from_slice(env);
+    // The first entry for a name wins, so the test's own variables go first.
+    let mut all: Vec<(&str, &str)> = env.to_vec();
+    all.push(("SIGNALHUB_API_KEYS", &keys));
+    all.push(("SIGNALHUB_STORE", "sqlite::memory:"));
     let file: ConfigFile = signalhub::config::parse_file(toml).expect("test TOML parses");
     Config::resolve(file, &Overrides::default(), &all[..]).expect("test config is valid")
 }
@@ -48,7 +47,7 @@ impl TestServer {
     pub async fn start_with(config: Config) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(config);
+        let state = AppState::open(config).await.expect("the store opens");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(signalhub::server::serve(listener, state.clone(), async {
             let _ = stopped.await;
@@ -478,5 +477,38 @@ impl Sse {
                 Some(Ok(_)) => continue,
             }
         }
+    }
+}
+
+impl TestServer {
+    /// GETs the raw body text.
+    pub async fn get_raw(&self, path: &str, key: Option<&str>) -> String {
+        let mut req = reqwest::Client::new().get(self.http_url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let resp = tokio::time::timeout(GUARD, req.send())
+            .await
+            .unwrap()
+            .unwrap();
+        resp.text().await.unwrap()
+    }
+
+    /// GETs with an optional `Authorization: Bearer` key.
+    pub async fn get_with(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().get(self.http_url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let resp = tokio::time::timeout(GUARD, req.send())
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
