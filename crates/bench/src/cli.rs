@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 
 /// Load generator for signalhub (see the crate docs in main.rs for examples).
 #[derive(Debug, Parser)]
@@ -27,9 +28,35 @@ pub enum Command {
     Worker(WorkerArgs),
 }
 
+/// What the publishing phase sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `POST /api/v1/publish` of bench payloads to every bench channel.
+    Publish,
+    /// `POST /api/v1/signals` of signal records (stored before the 2xx, then routed to
+    /// `signals`, `signals:type:BUY`, `signals:pair:{PAIR}`, `public`, `unified`).
+    Signals,
+}
+
+/// Parses `KEY=VALUE` for `--server-env`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if k.is_empty() || k.contains('\0') || v.contains('\0') {
+        return Err(format!("{s:?}: bad variable name or value"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
 /// What one bench run does.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// What to publish: plain publications, or durable signals (stored, then routed).
+    #[arg(long, value_enum, default_value_t = Mode::Publish)]
+    pub mode: Mode,
+
     /// Start this signalhub binary (`serve --listen 127.0.0.1:0`) and bench it.
     #[arg(long, conflicts_with = "url")]
     pub server_bin: Option<PathBuf>,
@@ -41,6 +68,12 @@ pub struct RunArgs {
         requires = "server_bin"
     )]
     pub server_args: Vec<String>,
+
+    /// Environment variable for the started server (repeatable), applied after the bench's
+    /// own defaults (`SIGNALHUB_STORE=sqlite::memory:`, `SIGNALHUB_LOG=warn`), e.g.
+    /// `--server-env SIGNALHUB_STORE=sqlite:/tmp/x.db` or `SIGNALHUB_STORE=postgres://...`.
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_key_value, requires = "server_bin")]
+    pub server_env: Vec<(String, String)>,
 
     /// Bench an already running server at this base URL (loopback only).
     #[arg(long, env = "SIGNALHUB_BENCH_URL")]
@@ -54,7 +87,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub server_pid: Option<u32>,
 
-    /// Subscriber WebSocket connections to open.
+    /// Subscriber WebSocket connections to open (0: publish only, e.g. a store-only run).
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
 
@@ -87,6 +120,15 @@ pub struct RunArgs {
     #[arg(long, default_value = "bench")]
     pub channel_prefix: String,
 
+    /// Every connection subscribes to this one channel (and `--mode publish` publishes to
+    /// it) instead of `{prefix}-{k}`. `--mode signals` default: `signals:pair:{PAIR}`.
+    #[arg(long, value_name = "NAME", conflicts_with = "channel_prefix")]
+    pub channel: Option<String>,
+
+    /// `--mode signals`: the signals' pair (canonical form, `^[A-Z0-9._-]{1,32}$`).
+    #[arg(long, default_value = "BENCH-USD")]
+    pub pair: String,
+
     /// WebSocket path.
     #[arg(long, default_value = "/ws")]
     pub ws_path: String,
@@ -99,7 +141,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2000)]
     pub settle_ms: u64,
 
-    /// Messages to publish to every channel (0: only connect and measure memory).
+    /// Messages to publish to every channel, or signals to post with `--mode signals`
+    /// (0: only connect and measure memory).
     #[arg(long, default_value_t = 0)]
     pub messages: u64,
 
@@ -111,7 +154,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub publish_concurrency: usize,
 
-    /// Size of the publication's `data` JSON in bytes.
+    /// Size of the publication's `data` JSON in bytes (`--mode publish` only; a signal's
+    /// bench payload is its `metadata` `{"t":..,"i":..}`).
     #[arg(long, default_value_t = 300)]
     pub payload_bytes: usize,
 
@@ -119,7 +163,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 60)]
     pub timeout_s: u64,
 
-    /// Exit 1 unless every expected message was delivered in order without duplicates.
+    /// Exit 1 unless every publish was answered 2xx and every expected message was delivered
+    /// in order without duplicates.
     #[arg(long)]
     pub require_all: bool,
 }
@@ -149,6 +194,9 @@ pub struct WorkerArgs {
     pub channels: usize,
     #[arg(long)]
     pub channel_prefix: String,
+    /// The one channel every connection subscribes to (overrides the prefix).
+    #[arg(long)]
+    pub channel: Option<String>,
     /// First source address; connection i binds to source_base + (i % source_ips).
     #[arg(long)]
     pub source_base: std::net::IpAddr,
@@ -186,6 +234,52 @@ mod tests {
         .unwrap();
         assert_eq!(cli.run.server_args, ["--config", "x.toml"]);
         assert_eq!(cli.run.connections, 5);
+        assert_eq!(cli.run.mode, Mode::Publish);
         assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn signals_mode_and_server_env() {
+        let cli = Cli::try_parse_from([
+            "signalhub-bench",
+            "--server-bin",
+            "/bin/true",
+            "--mode",
+            "signals",
+            "--server-env",
+            "SIGNALHUB_STORE=postgres://u@127.0.0.1:5/db?x=y",
+            "--server-env=SIGNALHUB_LOG=",
+            "--server-arg",
+            "--config",
+            "--server-arg",
+            "/tmp/nohist.toml",
+            "--connections",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.mode, Mode::Signals);
+        assert_eq!(
+            cli.run.server_env,
+            [
+                (
+                    "SIGNALHUB_STORE".to_string(),
+                    "postgres://u@127.0.0.1:5/db?x=y".to_string()
+                ),
+                ("SIGNALHUB_LOG".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(cli.run.server_args, ["--config", "/tmp/nohist.toml"]);
+        assert_eq!(cli.run.connections, 0);
+        assert_eq!(cli.run.pair, "BENCH-USD");
+        for bad in ["NOEQUALS", "=x"] {
+            assert!(Cli::try_parse_from([
+                "signalhub-bench",
+                "--server-bin",
+                "/bin/true",
+                "--server-env",
+                bad
+            ])
+            .is_err());
+        }
     }
 }

@@ -9,9 +9,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command as Process};
 use tokio::sync::mpsc;
 
-use crate::cli::RunArgs;
+use crate::cli::{Mode, RunArgs};
 use crate::protocol::{decode_hist, new_hist, to_line, Command, WorkerEvent};
-use crate::publisher::{publish, PublishPlan, PublishStats};
+use crate::publisher::{publish, Payload, PublishPlan, PublishStats};
 use crate::report::{percentiles_ms, round3, Report};
 use crate::server_proc::{read_cpu_us, read_rss_bytes, start_server};
 use crate::subscriber::unix_ns;
@@ -27,21 +27,68 @@ struct Plan {
     workers: usize,
     per_worker: usize,
     source_ips: usize,
+    /// The one channel every connection subscribes to, if not `{prefix}-{k}`.
+    channel: Option<String>,
+}
+
+/// A channel name as the protocol allows it (section 1).
+fn valid_channel(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=128).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"_.:@-".contains(&c))
 }
 
 fn plan(args: &RunArgs, nofile: u64) -> Result<Plan, String> {
     let n = args.connections;
-    if !(1..=1_000_000).contains(&n) {
-        return Err("--connections must be within 1..=1000000".into());
+    if args.server_bin.is_none() && !(args.server_args.is_empty() && args.server_env.is_empty()) {
+        return Err("--server-arg and --server-env need --server-bin".into());
     }
-    if args.channels == 0 || args.channels > n {
+    if n > 1_000_000 {
+        return Err("--connections must be within 0..=1000000".into());
+    }
+    if args.channels == 0 || args.channels > n.max(1) {
         return Err("--channels must be within 1..=connections".into());
+    }
+    let channel = match (&args.channel, args.mode) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Mode::Signals) => Some(format!("signals:pair:{}", args.pair)),
+        (None, Mode::Publish) => None,
+    };
+    if channel.is_some() && args.channels != 1 {
+        return Err("--channels > 1 does not go with --channel or --mode signals".into());
+    }
+    if let Some(c) = &channel {
+        if !valid_channel(c) {
+            return Err(format!("--channel {c:?} is not a valid channel name"));
+        }
+    }
+    if !valid_channel(&format!("{}-0", args.channel_prefix)) {
+        return Err("--channel-prefix must make valid channel names".into());
+    }
+    let pair_ok = (1..=32).contains(&args.pair.len())
+        && args
+            .pair
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || b"._-".contains(&c));
+    if !pair_ok {
+        return Err("--pair must match ^[A-Z0-9._-]{1,32}$".into());
     }
     if args.concurrency == 0 || args.publish_concurrency == 0 || args.per_ip == 0 {
         return Err("--concurrency, --publish-concurrency and --per-ip must be >= 1".into());
     }
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err("--rate must be a number >= 0".into());
+    }
+    if n == 0 {
+        return Ok(Plan {
+            workers: 0,
+            per_worker: 0,
+            source_ips: 0,
+            channel,
+        });
     }
     if args.messages.saturating_mul(args.channels as u64) > 10_000_000 {
         return Err("--messages x --channels is limited to 10,000,000 publishes".into());
@@ -73,6 +120,7 @@ fn plan(args: &RunArgs, nofile: u64) -> Result<Plan, String> {
         workers: n.div_ceil(per_worker),
         per_worker,
         source_ips,
+        channel,
     })
 }
 
@@ -83,7 +131,7 @@ pub async fn run(args: RunArgs) -> Result<Report, String> {
     let plan = plan(&args, nofile)?;
     if let Some(bin) = &args.server_bin {
         let api_key = format!("bench-{:x}{:x}", unix_ns(), std::process::id());
-        let server = start_server(bin, &args.server_args, &api_key)
+        let server = start_server(bin, &args.server_args, &args.server_env, &api_key)
             .await
             .map_err(|e| e.to_string())?;
         eprintln!("server pid {} listening on {}", server.pid, server.listen);
@@ -132,7 +180,7 @@ impl Workers {
         let (tx, events) = mpsc::unbounded_channel();
         let mut children = Vec::new();
         let mut stdins = Vec::new();
-        let concurrency = args.concurrency.div_ceil(plan.workers);
+        let concurrency = args.concurrency.div_ceil(plan.workers.max(1));
         for w in 0..plan.workers {
             let first = w * plan.per_worker;
             let count = plan.per_worker.min(args.connections - first);
@@ -147,6 +195,7 @@ impl Workers {
                 .args(["--threads", &args.worker_threads.to_string()])
                 .args(["--channels", &args.channels.to_string()])
                 .args(["--channel-prefix", &args.channel_prefix])
+                .args(plan.channel.iter().flat_map(|c| ["--channel", c]))
                 .args(["--source-base", &source_base(&target.addr).to_string()])
                 .args(["--source-ips", &plan.source_ips.to_string()])
                 .args(["--messages", &args.messages.to_string()])
@@ -278,17 +327,19 @@ async fn bench(
 ) -> Result<Report, String> {
     let n = args.connections;
     let rss_before = read_opt(pid, read_rss_bytes, "VmRSS");
-    eprintln!(
-        "opening {n} connections: {} workers, {} source addresses, concurrency {}",
-        plan.workers, plan.source_ips, args.concurrency
-    );
+    if n > 0 {
+        eprintln!(
+            "opening {n} connections: {} workers, {} source addresses, concurrency {}",
+            plan.workers, plan.source_ips, args.concurrency
+        );
+    }
     let started = Instant::now();
     let mut workers = Workers::spawn(args, plan, target)?;
 
     // Connect phase: every worker reports `ready` once each of its connections is up or failed.
     let waves = plan
         .per_worker
-        .div_ceil(args.concurrency.div_ceil(plan.workers)) as u64;
+        .div_ceil(args.concurrency.div_ceil(plan.workers.max(1))) as u64;
     let ready_deadline =
         Instant::now() + Duration::from_secs(args.connect_timeout_s * (waves + 1) + 60);
     let mut connect = new_hist();
@@ -320,39 +371,63 @@ async fn bench(
             Some(_) => {}
         }
     }
-    eprintln!(
-        "{connected} connected, {connect_failed} failed in {:.1} s; settling {} ms",
-        started.elapsed().as_secs_f64(),
-        args.settle_ms
-    );
-    tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+    if n > 0 {
+        eprintln!(
+            "{connected} connected, {connect_failed} failed in {:.1} s; settling {} ms",
+            started.elapsed().as_secs_f64(),
+            args.settle_ms
+        );
+        tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+    }
     let rss_after = read_opt(pid, read_rss_bytes, "VmRSS");
 
     let mut done: Vec<Option<Option<Done>>> = (0..plan.workers).map(|_| None).collect();
     let mut publish_stats = PublishStats::default();
     let (mut cpu_before, mut cpu_after) = (None, None);
     let mut timed_out = false;
-    if args.messages > 0 {
-        let channels: Vec<String> = (0..args.channels)
+    let channels: Vec<String> = match &plan.channel {
+        Some(c) => vec![c.clone()],
+        None => (0..args.channels)
             .map(|k| format!("{}-{k}", args.channel_prefix))
-            .collect();
+            .collect(),
+    };
+    let run_id = format!("{:x}{:x}", unix_ns(), std::process::id());
+    let mut publish_plan = PublishPlan {
+        http_base: &target.http_base,
+        api_key,
+        payload: match args.mode {
+            Mode::Publish => Payload::Publish {
+                channels: &channels,
+                payload_bytes: args.payload_bytes,
+            },
+            Mode::Signals => Payload::Signals {
+                run_id: &run_id,
+                pair: &args.pair,
+            },
+        },
+        messages: args.messages,
+        rate: args.rate,
+        concurrency: args.publish_concurrency,
+        deadline: Instant::now(),
+    };
+    let requests = publish_plan.requests();
+    if args.messages > 0 {
         cpu_before = read_opt(pid, read_cpu_us, "CPU time");
-        let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
-        eprintln!(
-            "publishing {} messages to {} channel(s) at rate {}",
-            args.messages, args.channels, args.rate
-        );
-        publish_stats = publish(&PublishPlan {
-            http_base: &target.http_base,
-            api_key,
-            channels: &channels,
-            messages: args.messages,
-            rate: args.rate,
-            concurrency: args.publish_concurrency,
-            payload_bytes: args.payload_bytes,
-            deadline,
-        })
-        .await?;
+        publish_plan.deadline = Instant::now() + Duration::from_secs(args.timeout_s);
+        let deadline = publish_plan.deadline;
+        match args.mode {
+            Mode::Publish => eprintln!(
+                "publishing {} messages to {} channel(s) at rate {}",
+                args.messages,
+                channels.len(),
+                args.rate
+            ),
+            Mode::Signals => eprintln!(
+                "posting {} signals (bench_{run_id}_*, pair {}) at rate {}, {} in flight",
+                args.messages, args.pair, args.rate, args.publish_concurrency
+            ),
+        }
+        publish_stats = publish(&publish_plan).await?;
         eprintln!(
             "published {} ({} errors) in {:.3} s",
             publish_stats.published,
@@ -394,16 +469,24 @@ async fn bench(
     let first_send = publish_stats.first_send_unix_ns;
     let interval_ns = (delivered > 0 && first_send > 0 && last_delivery > first_send)
         .then(|| last_delivery - first_send);
-    let cpu_per_delivery = match (cpu_before, cpu_after) {
-        (Some(b), Some(a)) if delivered > 0 => {
-            Some(round3(a.saturating_sub(b) as f64 / delivered as f64))
-        }
+    let server_cpu_us = match (cpu_before, cpu_after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64),
         _ => None,
     };
+    let per = |count: u64| {
+        server_cpu_us
+            .filter(|_| count > 0)
+            .map(|us| round3(us / count as f64))
+    };
+    let publish_s = publish_stats.elapsed.as_secs_f64();
+    let published_per_sec = (publish_stats.published > 0 && publish_s > 0.0)
+        .then(|| round3(publish_stats.published as f64 / publish_s));
     Ok(Report {
+        mode: args.mode,
         connections: n,
         workers: plan.workers,
-        channels: args.channels,
+        channels: channels.len(),
+        channel: plan.channel.clone(),
         source_ips: plan.source_ips,
         concurrency: args.concurrency,
         connected,
@@ -417,9 +500,16 @@ async fn bench(
         },
         messages: args.messages,
         rate: args.rate,
-        payload_bytes: args.payload_bytes,
+        payload_bytes: (args.mode == Mode::Publish).then_some(args.payload_bytes),
+        run_id: (args.mode == Mode::Signals).then_some(run_id),
+        requests,
         published: publish_stats.published,
         publish_errors: publish_stats.errors,
+        publish_status: publish_stats.status,
+        publish_s: round3(publish_s),
+        published_per_sec,
+        stored_per_sec: published_per_sec.filter(|_| args.mode == Mode::Signals),
+        request_ms: percentiles_ms(&publish_stats.request_hist),
         expected: args.messages * n as u64,
         delivered,
         in_order,
@@ -430,7 +520,8 @@ async fn bench(
         latency_ms: percentiles_ms(&latency),
         full_delivery_ms: interval_ns.map(|ns| round3(ns as f64 / 1e6)),
         deliveries_per_sec: interval_ns.map(|ns| (delivered as f64 / (ns as f64 / 1e9)).round()),
-        server_cpu_us_per_delivery: cpu_per_delivery,
+        server_cpu_us_per_delivery: per(delivered),
+        server_cpu_us_per_publish: per(publish_stats.published),
         bench_cpu_us_per_delivery: (delivered > 0)
             .then(|| round3(bench_cpu_us as f64 / delivered as f64)),
         server_pid: pid,
@@ -461,10 +552,33 @@ mod tests {
     #[test]
     fn plan_refusals() {
         assert!(plan(&args(&["--connections", "19000", "--workers", "1"]), 19_000).is_err());
-        assert!(plan(&args(&["--connections", "0"]), 20_000).is_err());
+        assert!(plan(&args(&["--connections", "1000001"]), 20_000).is_err());
+        assert!(plan(&args(&["--server-env", "A=b"]), 20_000).is_err());
+        assert!(plan(&args(&["--server-arg", "--demo"]), 20_000).is_err());
+        assert!(plan(&args(&["--channels", "2", "--channel", "x"]), 20_000).is_err());
+        assert!(plan(&args(&["--mode", "signals", "--channels", "2"]), 20_000).is_err());
+        assert!(plan(&args(&["--channel", "a b"]), 20_000).is_err());
+        assert!(plan(&args(&["--mode", "signals", "--pair", "eur/usd"]), 20_000).is_err());
         assert!(plan(&args(&["--connections", "5", "--channels", "6"]), 20_000).is_err());
         assert!(plan(&args(&["--rate=-1"]), 20_000).is_err());
         assert!(plan(&args(&["--ws-path", "ws"]), 20_000).is_err());
+    }
+
+    #[test]
+    fn store_only_and_one_channel_plans() {
+        let p = plan(&args(&["--connections", "0", "--mode", "signals"]), 20_000).unwrap();
+        assert_eq!((p.workers, p.per_worker, p.source_ips), (0, 0, 0));
+        assert_eq!(p.channel.as_deref(), Some("signals:pair:BENCH-USD"));
+        let p = plan(
+            &args(&["--mode", "signals", "--channel", "unified"]),
+            20_000,
+        )
+        .unwrap();
+        assert_eq!(p.channel.as_deref(), Some("unified"));
+        let p = plan(&args(&["--connections", "0"]), 20_000).unwrap();
+        assert_eq!((p.workers, p.channel), (0, None));
+        let p = plan(&args(&["--channel", "signals:type:BUY"]), 20_000).unwrap();
+        assert_eq!(p.channel.as_deref(), Some("signals:type:BUY"));
     }
 
     #[test]

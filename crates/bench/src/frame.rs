@@ -2,7 +2,9 @@
 //!
 //! Publications are the hot path (a burst run reads a million of them while sharing two
 //! cores with the server), so the common layout `{...,"channel":..,"seq":..,...,"data":{..}}`
-//! is scanned by hand; anything else falls back to serde_json.
+//! is scanned by hand; anything else falls back to serde_json. A signal's `data` is its
+//! record, with the bench's `t` and `i` inside its `metadata` object: no other field of a
+//! record is named `t` or `i`, so the scan finds them there as well.
 
 use serde::Deserialize;
 
@@ -56,7 +58,11 @@ fn slow_parse(text: &str) -> Option<Publication<'_>> {
     if env.ty.is_some_and(is_reply) {
         return None;
     }
-    let field = |k: &str| env.data.as_ref().and_then(|d| d.get(k)?.as_u64());
+    // The bench payload itself, or a signal record's `metadata`.
+    let field = |k: &str| {
+        let d = env.data.as_ref()?;
+        d.get(k).or_else(|| d.get("metadata")?.get(k))?.as_u64()
+    };
     Some(Publication {
         channel: env.channel?,
         seq: env.seq?,
@@ -137,6 +143,20 @@ mod tests {
         assert_eq!(parse_publication(locked).unwrap().seq, 43);
         let float = r#"{"channel":"c","seq":1,"data":{"t":1.5}}"#;
         assert_eq!(parse_publication(float).unwrap().t, None);
+    }
+
+    #[test]
+    fn signal_records_carry_the_stamp_in_metadata() {
+        let s = r#"{"type":"signal","channel":"signals:pair:BENCH-USD","epoch":"e","seq":3,"id":"sig_1","timestamp":"2025-08-11T00:23:15.123Z","tier":"free","data":{"signal_id":"bench_r_4","pair":"BENCH-USD","signal_type":"BUY","entry_price":1.0950,"take_profit":[1.1],"confidence_score":0.5,"timestamp":"2025-08-11T00:23:15.120Z","tier":"free","metadata":{"t":99,"i":4}}}"#;
+        let p = parse_publication(s).unwrap();
+        assert_eq!(
+            (p.channel, p.seq, p.t, p.i),
+            ("signals:pair:BENCH-USD", 3, Some(99), Some(4))
+        );
+        // Data before channel and seq: the serde_json path.
+        let s = r#"{"data":{"pair":"X","metadata":{"i":4,"t":99}},"channel":"c","seq":3}"#;
+        let p = parse_publication(s).unwrap();
+        assert_eq!((p.channel, p.seq, p.t, p.i), ("c", 3, Some(99), Some(4)));
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! It opens many subscriber WebSocket connections, measures connect + subscribe time and the
 //! server's memory per idle connection, then publishes messages over HTTP and measures
 //! delivery latency, completeness, ordering, throughput and the server's CPU time per
-//! delivery. It prints exactly one JSON line on stdout; progress goes to stderr.
+//! delivery. With `--mode signals` it posts durable signals instead (`POST /api/v1/signals`,
+//! answered 2xx only once stored) and reports how many were stored per second. It prints
+//! exactly one JSON line on stdout; progress goes to stderr.
 //!
 //! # How it works
 //!
 //! * The coordinator (this binary without a subcommand) either starts the server itself
 //!   (`--server-bin PATH`: `serve --listen 127.0.0.1:0` with a random publisher key,
-//!   `SIGNALHUB_STORE=sqlite::memory:`, `SIGNALHUB_LOG=warn`, plus any `--server-arg`) and
-//!   reads the port from its `listening on` line, or targets a running one (`--url`,
+//!   `SIGNALHUB_STORE=sqlite::memory:`, `SIGNALHUB_LOG=warn`, then any `--server-env
+//!   KEY=VALUE`, which may override those, plus any `--server-arg`) and reads the port from
+//!   its `listening on` line, or targets a running one (`--url`,
 //!   `--api-key`, optional `--server-pid` for the /proc readings). Only loopback targets are
 //!   accepted (127.0.0.0/8, ::1, localhost).
 //! * Connections are held by `--workers` child processes (default one per 15,000
@@ -22,8 +25,9 @@
 //! * Connection i binds its socket to source address 127.0.0.(2 + i % K) (K =
 //!   `--source-ips`, by default enough for `--per-ip` 1000 connections each, the server's
 //!   default per-IP limit), so more than the ~28k ephemeral ports of one address fit, and
-//!   subscribes to channel `bench-(i % --channels)`. Connect + subscribe time runs from the
-//!   TCP connect to the `subscribed` reply.
+//!   subscribes to channel `bench-(i % --channels)` (or every one to `--channel NAME`).
+//!   Connect + subscribe time runs from the TCP connect to the `subscribed` reply.
+//!   `--connections 0` opens none: a publish-only (store-only) run.
 //! * VmRSS of the server is read before connecting and `--settle-ms` after the last
 //!   connection is up: `rss_per_connection_bytes = (after - before) / connected`.
 //! * Then `--messages` indexes are published, each to every channel, `--rate` indexes per
@@ -33,6 +37,19 @@
 //!   exactly one from the `subscribed` reply's seq (`out_of_order` counts gaps, `duplicates`
 //!   counts seqs seen again). Server utime + stime is read before the first publish and when
 //!   the last worker reports full delivery (or at `--timeout-s` after the first publish).
+//! * `--mode signals`: `--messages` signals are posted instead, `--rate` and
+//!   `--publish-concurrency` as above, each `{"signal_id":"bench_<run_id>_<i>",
+//!   "pair":<--pair, BENCH-USD>,"signal_type":"BUY","confidence_score":0.5,...,
+//!   "metadata":{"t":<send unix ns>,"i":<i>}}` (free tier, so anonymous subscribers get the
+//!   data; `signal_id`s never repeat, as the store keeps them forever). The server stores each
+//!   one, answers 2xx, then routes it to `signals`, `signals:type:BUY`,
+//!   `signals:pair:BENCH-USD`, `public` and `unified`; connections subscribe to
+//!   `signals:pair:<pair>` unless `--channel` names another, and time delivery from the
+//!   `metadata` stamp (store time included). `stored_per_sec` = signals answered 2xx per
+//!   second of `publish_s` (first request sent to last answer).
+//! * Every run reports `publish_status` (answers by HTTP status, `"error"` for no answer),
+//!   `request_ms` (send to answer) and `server_cpu_us_per_publish` (server CPU over the
+//!   measured window per 2xx request; the server process only, not PostgreSQL).
 //!
 //! # Examples
 //!
@@ -58,6 +75,23 @@
 //! signalhub-bench --server-bin target/release/signalhub --connections 10000 \
 //!     --concurrency 500 --messages 0 --settle-ms 0
 //!
+//! # durable signals: stored per second in a SQLite file, or in PostgreSQL, no subscribers
+//! signalhub-bench --server-bin target/release/signalhub --mode signals --connections 0 \
+//!     --messages 15000 --rate 0 --publish-concurrency 8 \
+//!     --server-env SIGNALHUB_STORE=sqlite:/tmp/bench-run/signals.db
+//! signalhub-bench --server-bin target/release/signalhub --mode signals --connections 0 \
+//!     --messages 30000 --rate 0 --publish-concurrency 8 \
+//!     --server-env "SIGNALHUB_STORE=$SIGNALHUB_TEST_POSTGRES"
+//!
+//! # signals delivered to 2,000 subscribers of signals:pair:BENCH-USD (store time included)
+//! signalhub-bench --server-bin target/release/signalhub --mode signals --connections 2000 \
+//!     --messages 500 --rate 100 --publish-concurrency 8
+//!
+//! # fan-out without history: a TOML file with `[history]` and `size = 0`
+//! signalhub-bench --server-bin target/release/signalhub \
+//!     --server-arg --config --server-arg /tmp/nohist.toml \
+//!     --connections 2000 --messages 200 --rate 0
+//!
 //! # a server that is already running (its pid for the memory and CPU figures)
 //! signalhub-bench --url http://127.0.0.1:8080 --api-key "$KEY" --server-pid "$PID" \
 //!     --connections 2000 --channels 4 --messages 20 --rate 5
@@ -66,19 +100,21 @@
 //! Output (one line; `null` where a figure could not be taken):
 //!
 //! ```text
-//! {"connections":200,"workers":1,"channels":1,"source_ips":1,"concurrency":500,
-//!  "connected":200,"connect_failed":0,"connect_ms":{"p50":..,"p90":..,"p99":..,"max":..},
+//! {"mode":"publish","connections":200,"workers":1,"channels":1,"channel":null,
+//!  "source_ips":1,"concurrency":500,"connected":200,"connect_failed":0,
+//!  "connect_ms":{"p50":..,"p90":..,"p99":..,"max":..},
 //!  "rss_before_bytes":..,"rss_after_bytes":..,"rss_per_connection_bytes":..,
-//!  "messages":50,"rate":0.0,"payload_bytes":300,"published":50,"publish_errors":0,
-//!  "expected":10000,"delivered":10000,"in_order":true,"duplicates":0,"out_of_order":0,
+//!  "messages":50,"rate":0.0,"payload_bytes":300,"run_id":null,"requests":50,
+//!  "published":50,"publish_errors":0,"publish_status":{"200":50},"publish_s":..,
+//!  "published_per_sec":..,"stored_per_sec":null,"request_ms":{..},"expected":10000,"delivered":10000,"in_order":true,"duplicates":0,"out_of_order":0,
 //!  "disconnected":0,"timed_out":false,"latency_ms":{..},"full_delivery_ms":..,
-//!  "deliveries_per_sec":..,"server_cpu_us_per_delivery":..,"bench_cpu_us_per_delivery":..,
-//!  "server_pid":..}
+//!  "deliveries_per_sec":..,"server_cpu_us_per_delivery":..,"server_cpu_us_per_publish":..,
+//!  "bench_cpu_us_per_delivery":..,"server_pid":..}
 //! ```
 //!
 //! Exit status: 0 with a report (even an incomplete one) unless `--require-all` is given and
-//! not every expected message arrived in order exactly once (then 1); 2 when the run could
-//! not be set up.
+//! not every request was answered 2xx or not every expected message arrived in order exactly
+//! once (then 1); 2 when the run could not be set up.
 
 mod cli;
 mod coordinator;
@@ -133,8 +169,13 @@ fn run_coordinator(args: cli::RunArgs) -> i32 {
             );
             if require_all && !report.all_delivered() {
                 eprintln!(
-                    "signalhub-bench: --require-all: delivered {} of {} (in order: {}, duplicates: {})",
-                    report.delivered, report.expected, report.in_order, report.duplicates
+                    "signalhub-bench: --require-all: {} of {} requests answered 2xx; delivered {} of {} (in order: {}, duplicates: {})",
+                    report.published,
+                    report.requests,
+                    report.delivered,
+                    report.expected,
+                    report.in_order,
+                    report.duplicates
                 );
                 1
             } else {

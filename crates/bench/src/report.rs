@@ -1,7 +1,11 @@
 //! The single JSON line a bench run prints, and the percentile summary of its histograms.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use crate::cli::Mode;
 
 /// p50/p90/p99/max in milliseconds of a histogram of microseconds (null when empty).
 #[derive(Debug, Serialize, PartialEq)]
@@ -41,9 +45,12 @@ pub fn round3(x: f64) -> f64 {
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    pub mode: Mode,
     pub connections: usize,
     pub workers: usize,
     pub channels: usize,
+    /// The one channel every connection subscribed to (`--channel`, `--mode signals`).
+    pub channel: Option<String>,
     pub source_ips: usize,
     pub concurrency: usize,
     pub connected: u64,
@@ -55,9 +62,25 @@ pub struct Report {
     pub rss_per_connection_bytes: Option<i64>,
     pub messages: u64,
     pub rate: f64,
-    pub payload_bytes: usize,
+    /// `--mode publish` only.
+    pub payload_bytes: Option<usize>,
+    /// `--mode signals`: signal ids are `bench_{run_id}_{i}`.
+    pub run_id: Option<String>,
+    /// Requests the run was to send (messages x channels, or messages signals).
+    pub requests: u64,
+    /// Requests answered 2xx.
     pub published: u64,
     pub publish_errors: u64,
+    /// Answers by HTTP status, `"error"` for requests that got none.
+    pub publish_status: BTreeMap<String, u64>,
+    /// First request sent to last answer received.
+    pub publish_s: f64,
+    /// Requests answered 2xx per second of `publish_s`.
+    pub published_per_sec: Option<f64>,
+    /// `--mode signals`: signals stored (answered 2xx) per second of `publish_s`.
+    pub stored_per_sec: Option<f64>,
+    /// Request times (send to full answer).
+    pub request_ms: Percentiles,
     /// messages x connections.
     pub expected: u64,
     pub delivered: u64,
@@ -70,15 +93,20 @@ pub struct Report {
     pub full_delivery_ms: Option<f64>,
     pub deliveries_per_sec: Option<f64>,
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// Server CPU time over the same window per request answered 2xx (fan-out included).
+    pub server_cpu_us_per_publish: Option<f64>,
     /// The workers' own CPU time per delivery (they share the machine with the server).
     pub bench_cpu_us_per_delivery: Option<f64>,
     pub server_pid: Option<u32>,
 }
 
 impl Report {
-    /// Every expected message arrived, in order, once.
+    /// Every request was answered 2xx and every expected message arrived, in order, once.
     pub fn all_delivered(&self) -> bool {
-        self.delivered == self.expected && self.in_order && self.duplicates == 0
+        self.published == self.requests
+            && self.delivered == self.expected
+            && self.in_order
+            && self.duplicates == 0
     }
 }
 

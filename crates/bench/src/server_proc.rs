@@ -16,9 +16,15 @@ pub struct ServerProc {
     pub listen: String,
 }
 
-/// Starts `bin serve --listen 127.0.0.1:0 <extra>` with `api_key` as the publisher key and an
-/// in-memory store, and waits (at most 60 s) for its `listening on` line on stderr.
-pub async fn start_server(bin: &Path, extra: &[String], api_key: &str) -> io::Result<ServerProc> {
+/// Starts `bin serve --listen 127.0.0.1:0 <extra>` with `api_key` as the publisher key, an
+/// in-memory store and warn-level logs, then the `env` variables (which may override those),
+/// and waits (at most 60 s) for its `listening on` line on stderr.
+pub async fn start_server(
+    bin: &Path,
+    extra: &[String],
+    env: &[(String, String)],
+    api_key: &str,
+) -> io::Result<ServerProc> {
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -26,6 +32,7 @@ pub async fn start_server(bin: &Path, extra: &[String], api_key: &str) -> io::Re
         .env("SIGNALHUB_STORE", "sqlite::memory:")
         .env("SIGNALHUB_LOG", "warn")
         .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,7 +61,8 @@ pub async fn start_server(bin: &Path, extra: &[String], api_key: &str) -> io::Re
 }
 
 impl ServerProc {
-    /// Stops the server (SIGKILL: it holds nothing on disk) and reaps it.
+    /// Stops the server and reaps it. SIGKILL: with the in-memory store it holds nothing on
+    /// disk, and a durable store has every answered signal already (that is what is measured).
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;

@@ -109,7 +109,10 @@ async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
             addr: args.addr,
             host: args.host.clone(),
             path: args.ws_path.clone(),
-            channel: format!("{}-{}", args.channel_prefix, global % args.channels.max(1)),
+            channel: match &args.channel {
+                Some(name) => name.clone(),
+                None => format!("{}-{}", args.channel_prefix, global % args.channels.max(1)),
+            },
             source: source_addr(args.source_base, global % args.source_ips.max(1)),
             connect_timeout: Duration::from_secs(args.connect_timeout_s),
         };

@@ -305,8 +305,8 @@ impl Client {
     /// Moves every queued payload into `into` (which the connection owns and writes from)
     /// when `into` is empty, and reports pending requests. Payloads stay queued (and count
     /// against the bound) while the connection still has unwritten ones, so a reader that
-    /// stops reading overflows its outbox instead of growing `into`. When nothing new is
-    /// reported, `waker` is stored to be woken by the next push or request.
+    /// stops reading overflows its outbox instead of growing `into`. `waker` is stored to be
+    /// woken by the next push or request.
     pub fn take(&self, into: &mut VecDeque<Bytes>, waker: &Waker) -> Taken {
         let mut outbox = self.outbox();
         let mut frames = false;
@@ -328,11 +328,11 @@ impl Client {
             refresh: std::mem::take(&mut outbox.refresh_due),
             abort: outbox.abort,
         };
-        if taken == Taken::default() {
-            match &outbox.waker {
-                Some(w) if w.will_wake(waker) => {}
-                _ => outbox.waker = Some(waker.clone()),
-            }
+        // Registered on every call, so the caller need not call again to learn that nothing
+        // more is queued: the next push wakes it.
+        match &outbox.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => outbox.waker = Some(waker.clone()),
         }
         taken
     }

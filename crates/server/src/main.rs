@@ -121,15 +121,24 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let generated_key = config.generated_key.then(|| config.api_keys[0].key.clone());
+        // Open the store before announcing the address: "listening" means ready.
+        let state = match signalhub::AppState::open(config).await {
+            Ok(state) => state,
+            Err(e) => {
+                eprintln!("signalhub: cannot open the signal store: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        if config.generated_key {
-            eprintln!("publisher API key: {}", config.api_keys[0].key);
+        if let Some(key) = generated_key {
+            eprintln!("publisher API key: {key}");
         }
         eprintln!("signalhub listening on {addr}");
-        match signalhub::run(listener, config, shutdown_signal()).await {
+        match signalhub::server::serve(listener, state, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("signalhub: {e}");

@@ -386,8 +386,10 @@ impl Connection {
             if taken.abort {
                 return Poll::Ready(());
             }
-            let mut progressed = taken.frames || taken.ping || taken.close.is_some();
-            // (a refresh queues replies into the outbox, so it counts as progress below)
+            // `take` registered our waker: payloads pushed from now on wake us, so taking
+            // payloads is no reason to go round again. Our own replies (after a read, a
+            // refresh) are, since they are queued in the outbox.
+            let mut progressed = false;
             if taken.ping && self.phase == Phase::Open {
                 self.out.push_back(PING.clone());
             }
