@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, unit and integration tests
 # (each starts real servers on loopback), against real services this script starts
-# (PostgreSQL for the store, a local Ethereum node with an ERC-20 for wallet tiers), and a
-# short load-generator run that must deliver every publication in order.
-# Installs what it needs: Debian's postgresql when missing, npm packages for the node.
+# (PostgreSQL for the store, a local Ethereum node with an ERC-20 for wallet tiers), a short
+# load-generator run that must deliver every publication in order, the TypeScript client's
+# tests against the real binary, and the dashboard's tests in headless Chromium.
+# Installs what it needs: Debian's postgresql and chromium when missing, npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -50,3 +51,13 @@ cargo build --release -p signalhub -p signalhub-bench
 target/release/signalhub-bench --server-bin target/release/signalhub \
   --connections 200 --messages 50 --rate 0 --require-all
 echo "bench-smoke: 1 passed, 0 failed"
+
+echo "== TypeScript client (clients/js) against the real binary"
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+echo "== dashboard (web/): the committed dist matches a rebuild; browser tests in Chromium"
+[[ -x /usr/bin/chromium ]] || { apt-get update -qq && apt-get install -y -qq chromium; }
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm run typecheck)
+git diff --exit-code -- web/dist
+(cd web && npm test)
+echo "scripts/test.sh: all suites passed"

@@ -375,3 +375,25 @@ async fn metrics_expose_connections_and_delivery_counters_in_prometheus_text() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_reads_history_of_every_tier() {
+    let server = TestServer::start().await;
+    let (status, _) = server
+        .post(
+            "/api/v1/publish",
+            &json!({"channel":"vault","type":"t","data":{"n":1},"tier":"whale"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .get_with("/api/v1/channels/vault/history", Some(PUBLISHER_KEY))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["publications"][0]["type"], "t",
+        "full data, not a locked stub"
+    );
+    let (_, anonymous) = server.get("/api/v1/channels/vault/history").await;
+    assert_eq!(anonymous["publications"][0]["type"], "locked");
+}

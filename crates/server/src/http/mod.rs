@@ -7,6 +7,7 @@ mod admin;
 pub mod body;
 mod channels;
 pub mod cursor;
+mod dashboard;
 pub mod error;
 pub mod identity;
 pub mod keys;
@@ -65,6 +66,9 @@ async fn not_found() -> ApiError {
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/app.js", get(dashboard::app_js))
+        .route("/assets/app.css", get(dashboard::app_css))
         .route("/ws", ws(Route::Plain))
         .route("/ws/signals", ws(Route::Fixed(&["signals"])))
         .route("/ws/notifications", ws(Route::Fixed(&["signals"])))

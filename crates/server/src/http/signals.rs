@@ -19,7 +19,7 @@ use signalhub_hub::{ids, Publication};
 use super::body;
 use super::error::ApiError;
 use super::identity::identify;
-use super::keys::{bearer_token, Publisher};
+use super::keys::Publisher;
 use crate::state::AppState;
 use crate::store::{Inserted, NewSignal, SignalQuery, StoreError, MAX_QUERY_LIMIT};
 use crate::ws::protocol::now_rfc3339;
@@ -194,10 +194,7 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let max_tier_rank = match bearer_token(&headers).and_then(|t| state.keys.find(t)) {
-        Some(_) => u8::MAX,
-        None => identify(&state, &query, &headers)?.tier.0,
-    };
+    let max_tier_rank = identify(&state, &query, &headers)?.tier.0;
     let mut q = SignalQuery::new(max_tier_rank);
     if let Some(pair) = query.get("pair") {
         q.pair = Some(normalize_pair(pair).ok_or_else(|| {
