@@ -20,8 +20,9 @@
 //!   connections; each process may have at most 20,000 open files). The coordinator
 //!   re-executes itself as `signalhub-bench worker ...` and talks line-based JSON over the
 //!   child's stdin/stdout (see protocol.rs). Each worker uses a current-thread runtime
-//!   (`--worker-threads` for more) and 4 KiB WebSocket buffers, since the bench shares the
-//!   machine's cores with the server.
+//!   (`--worker-threads` for more) and its own lean WebSocket client (ws.rs: 4 KiB read
+//!   buffer per connection, frames parsed in place, deliveries tallied per thread), since
+//!   the bench shares the machine's cores with the server.
 //! * Connection i binds its socket to source address 127.0.0.(2 + i % K) (K =
 //!   `--source-ips`, by default enough for `--per-ip` 1000 connections each, the server's
 //!   default per-IP limit), so more than the ~28k ephemeral ports of one address fit, and
@@ -127,6 +128,7 @@ mod subscriber;
 mod sys;
 mod target;
 mod worker;
+mod ws;
 
 use clap::Parser;
 

@@ -72,21 +72,15 @@ fn ready_event(shared: &Shared) -> WorkerEvent {
 }
 
 fn done_event(shared: &Shared, cpu_at_ready: u64) -> WorkerEvent {
-    let duplicates = shared.duplicates.load(Ordering::SeqCst);
-    let out_of_order = shared.out_of_order.load(Ordering::SeqCst);
+    let tally = shared.tally();
     WorkerEvent::Done {
-        latency_hist: encode_hist(
-            &shared
-                .latency_hist
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        ),
-        delivered: shared.delivered.load(Ordering::SeqCst),
-        in_order: duplicates == 0 && out_of_order == 0,
-        duplicates,
-        out_of_order,
+        latency_hist: encode_hist(&tally.latency),
+        delivered: tally.delivered,
+        in_order: tally.duplicates == 0 && tally.out_of_order == 0,
+        duplicates: tally.duplicates,
+        out_of_order: tally.out_of_order,
         disconnected: shared.disconnected.load(Ordering::SeqCst),
-        last_delivery_unix_ns: shared.last_delivery_unix_ns.load(Ordering::SeqCst),
+        last_delivery_unix_ns: tally.last_delivery_unix_ns,
         cpu_us: own_cpu_us().saturating_sub(cpu_at_ready),
     }
 }
@@ -98,7 +92,7 @@ fn own_cpu_us() -> u64 {
 
 async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
     let n = args.connections;
-    let shared = Arc::new(Shared::new(args.messages));
+    let shared = Arc::new(Shared::new(args.messages, args.threads));
     let slots = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -156,7 +150,7 @@ async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
             _ = progress.tick(), if !ready_sent || args.messages > 0 => {
                 let phase = if ready_sent { "delivered" } else { "connected" };
                 let count = if ready_sent {
-                    shared.delivered.load(Ordering::SeqCst)
+                    shared.delivered()
                 } else {
                     shared.attempted.load(Ordering::SeqCst) as u64
                 };

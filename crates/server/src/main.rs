@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use signalhub::config::{Config, Overrides, ProcessEnv};
 
+mod cli;
+
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -55,6 +57,12 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Follow channels: print each publication as one JSON line, reconnecting and recovering.
+    Tail(cli::TailArgs),
+    /// Publish JSON data on a channel through the HTTP API and print the answer.
+    Publish(cli::PublishArgs),
+    /// Mint a session token locally with the configured JWT secret (for development).
+    Token(cli::TokenArgs),
 }
 
 #[derive(Subcommand)]
@@ -94,6 +102,9 @@ fn main() -> ExitCode {
             Ok(config) => serve(config),
             Err(code) => code,
         },
+        Command::Tail(args) => cli::tail(args),
+        Command::Publish(args) => cli::publish(args),
+        Command::Token(args) => cli::token(args),
     }
 }
 
