@@ -1,12 +1,12 @@
 //! Admin API: mint session tokens, change a user's tier live, disconnect a user.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use signalhub_hub::AuthKind;
 
-use super::body;
+use super::body::{self, RawBody};
 use super::error::ApiError;
 use super::keys::Admin;
 use crate::state::AppState;
@@ -50,10 +50,8 @@ struct MintBody {
 pub async fn mint_token(
     State(state): State<AppState>,
     _admin: Admin,
-    request: Request,
+    RawBody(raw): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let (parts, raw) = request.into_parts();
-    let raw = body::read(&parts.headers, raw, state.config.limits.max_body_bytes).await?;
     let b: MintBody = body::json(&raw)?;
     if state.config.auth.minter.is_ephemeral() {
         return Err(ApiError::unavailable(
@@ -103,10 +101,8 @@ pub async fn set_tier(
     State(state): State<AppState>,
     _admin: Admin,
     Path(user): Path<String>,
-    request: Request,
+    RawBody(raw): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let (parts, raw) = request.into_parts();
-    let raw = body::read(&parts.headers, raw, state.config.limits.max_body_bytes).await?;
     let b: TierBody = body::json(&raw)?;
     let user = canonical_user(user);
     check_user(&user, "user")?;

@@ -8,6 +8,25 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::state::AppState;
+
+/// A request body read whole, within `limits.max_body_bytes` (413 beyond); the extractor
+/// every JSON endpoint starts from.
+pub struct RawBody(pub Bytes);
+
+impl axum::extract::FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        read(&parts.headers, body, state.config.limits.max_body_bytes)
+            .await
+            .map(RawBody)
+    }
+}
 
 /// Reads a whole body of at most `limit` bytes.
 pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {

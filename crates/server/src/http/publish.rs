@@ -1,8 +1,7 @@
 //! The publish API: `publish`, `broadcast`, `signals` and the typed publishes.
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -11,7 +10,7 @@ use serde_json::{json, Value};
 use signalhub_hub::typed::TypedPublish;
 use signalhub_hub::{channel, ids, Publication, Published, TierId};
 
-use super::body;
+use super::body::{self, RawBody};
 use super::error::ApiError;
 use super::keys::Publisher;
 use crate::idempotency::{body_hash, Claim};
@@ -167,25 +166,12 @@ fn scope(caller: &Publisher, endpoint: &str, key: Option<&str>) -> Option<String
     key.map(|k| format!("{}:{endpoint}:{k}", caller.key_index))
 }
 
-async fn read_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<bytes::Bytes, ApiError> {
-    body::read(headers, body, state.config.limits.max_body_bytes).await
-}
-
 /// `POST /api/v1/publish`: `{channel, type, data, tier?, idempotency_key?}`.
 pub async fn publish(
     State(state): State<AppState>,
     caller: Publisher,
-    request: Request,
+    RawBody(raw): RawBody,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let raw = match read_body(&state, &parts.headers, body).await {
-        Ok(raw) => raw,
-        Err(e) => return e.into_response(),
-    };
     let parsed = (|| {
         let b: PublishBody = body::json(&raw)?;
         let channel = check_channel(&b.channel, "channel")?;
@@ -219,13 +205,8 @@ pub async fn publish(
 pub async fn broadcast(
     State(state): State<AppState>,
     caller: Publisher,
-    request: Request,
+    RawBody(raw): RawBody,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let raw = match read_body(&state, &parts.headers, body).await {
-        Ok(raw) => raw,
-        Err(e) => return e.into_response(),
-    };
     let parsed = (|| {
         let b: BroadcastBody = body::json(&raw)?;
         if b.channels.is_empty() || b.channels.len() > MAX_BROADCAST_CHANNELS {
@@ -258,18 +239,13 @@ pub async fn broadcast(
     })
 }
 
-async fn typed_publish(
+fn typed_publish(
     state: AppState,
     caller: Publisher,
-    request: Request,
+    raw: bytes::Bytes,
     endpoint: &str,
     parse: TypedParser,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let raw = match read_body(&state, &parts.headers, body).await {
-        Ok(raw) => raw,
-        Err(e) => return e.into_response(),
-    };
     let typed = match parse(&raw, state.hub.ladder()) {
         Ok(t) => t,
         Err(e) => return ApiError::from(e).into_response(),
@@ -299,8 +275,8 @@ pub type TypedParser = fn(
 /// insights, narratives).
 pub fn typed(endpoint: &'static str, parse: TypedParser) -> axum::routing::MethodRouter<AppState> {
     axum::routing::post(
-        move |State(state): State<AppState>, caller: Publisher, request: Request| {
-            typed_publish(state, caller, request, endpoint, parse)
+        move |State(state): State<AppState>, caller: Publisher, RawBody(raw): RawBody| async move {
+            typed_publish(state, caller, raw, endpoint, parse)
         },
     )
 }
@@ -321,13 +297,8 @@ pub async fn trade_event(
     State(state): State<AppState>,
     caller: Publisher,
     axum::extract::Path(trade_id): axum::extract::Path<String>,
-    request: Request,
+    RawBody(raw): RawBody,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let raw = match read_body(&state, &parts.headers, body).await {
-        Ok(raw) => raw,
-        Err(e) => return e.into_response(),
-    };
     let parsed = (|| {
         let b: TradeEventBody = body::json(&raw)?;
         if trade_id.is_empty() || trade_id.len() > 128 || trade_id.chars().any(char::is_control) {

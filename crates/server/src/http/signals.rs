@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use signalhub_hub::signal::{normalize_pair, Signal};
 use signalhub_hub::{ids, Publication};
 
-use super::body;
+use super::body::RawBody;
 use super::error::ApiError;
 use super::identity::identify;
 use super::keys::Publisher;
@@ -108,18 +108,20 @@ impl Drop for InFlight<'_> {
 }
 
 /// `POST /api/v1/signals` and `/api/v1/external-signals/sync/signal`.
-pub async fn post(State(state): State<AppState>, _caller: Publisher, request: Request) -> Response {
-    match store_then_route(&state, request).await {
+pub async fn post(
+    State(state): State<AppState>,
+    _caller: Publisher,
+    RawBody(raw): RawBody,
+) -> Response {
+    match store_then_route(&state, &raw).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn store_then_route(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    let (parts, raw) = request.into_parts();
-    let raw = body::read(&parts.headers, raw, state.config.limits.max_body_bytes).await?;
+async fn store_then_route(state: &AppState, raw: &[u8]) -> Result<Response, ApiError> {
     let ladder = state.hub.ladder();
-    let signal = Signal::parse(&raw, ladder, &state.config.signals)?;
+    let signal = Signal::parse(raw, ladder, &state.config.signals)?;
     let record = signal.to_json(ladder);
     let claimed = state
         .signals_in_flight

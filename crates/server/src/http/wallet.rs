@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use signalhub_hub::{AuthKind, TierId};
 
-use super::body;
+use super::body::{self, RawBody};
 use super::error::ApiError;
 use crate::auth::{eip55, format_address, parse_address, verify_sign_in, SiweMessage};
 use crate::state::AppState;
@@ -51,10 +51,9 @@ struct WalletBody {
 /// `POST /api/v1/auth/wallet` `{message, signature}` -> `{token, tier, address}`.
 pub async fn sign_in(
     State(state): State<AppState>,
-    request: Request,
+    headers: axum::http::HeaderMap,
+    RawBody(raw): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let (parts, raw) = request.into_parts();
-    let raw = body::read(&parts.headers, raw, state.config.limits.max_body_bytes).await?;
     let b: WalletBody = body::json(&raw)?;
     let message = SiweMessage::parse(&b.message).map_err(|e| {
         ApiError::bad_request(format!("message is not an EIP-4361 sign-in message: {e}"))
@@ -65,8 +64,7 @@ pub async fn sign_in(
         .nonces
         .take(message.nonce(), message.address(), now)
         .map_err(|e| ApiError::unauthorized(format!("nonce refused: {e}")))?;
-    let host = parts
-        .headers
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
