@@ -28,7 +28,6 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -480,16 +479,7 @@ impl Signal {
 /// A new signal id: `sig_` and a 26-character ULID (Crockford base32 of 48 bits of Unix
 /// milliseconds and 80 random bits).
 pub fn generate_signal_id() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let millis = Utc::now().timestamp_millis().max(0) as u128 & ((1u128 << 48) - 1);
-    let random = rand::thread_rng().gen::<u128>() & ((1u128 << 80) - 1);
-    let value = (millis << 80) | random;
-    let mut id = String::with_capacity(30);
-    id.push_str("sig_");
-    for i in (0..26).rev() {
-        id.push(ALPHABET[((value >> (i * 5)) & 31) as usize] as char);
-    }
-    id
+    crate::ids::ulid("sig_")
 }
 
 /// True for 1-128 of `[A-Za-z0-9_.:-]`.

@@ -28,8 +28,7 @@ use crate::signal::{compact_json, json_string, parse_object, required, text, tie
 use crate::signal::{FieldError, SignalError};
 use crate::tier::{TierId, TierLadder};
 
-/// The longest channel name.
-pub const MAX_CHANNEL_LEN: usize = 128;
+pub use crate::channel::MAX_CHANNEL_LEN;
 
 /// The longest alert `content`, in characters.
 pub const MAX_CONTENT_CHARS: usize = 4096;
@@ -48,17 +47,7 @@ pub const KIND_NARRATIVE: &str = "narrative";
 
 /// True when the whole name matches `^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$` (section 1).
 pub fn valid_channel_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    match b.split_first() {
-        Some((first, rest)) => {
-            b.len() <= MAX_CHANNEL_LEN
-                && first.is_ascii_alphanumeric()
-                && rest.iter().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'@' | b'-')
-                })
-        }
-        None => false,
-    }
+    crate::channel::is_valid(name)
 }
 
 /// A validated typed publish, ready to hand to the hub.
