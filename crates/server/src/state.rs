@@ -17,6 +17,10 @@ use crate::idempotency::Idempotency;
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 
+/// Wallet sign-in nonces one client address may request per minute, and at once.
+pub const NONCES_PER_MINUTE: u32 = 30;
+pub const NONCE_BURST: u32 = 10;
+
 /// Cheap to clone: one `Arc`.
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Shared>);
@@ -38,6 +42,9 @@ pub struct Shared {
     pub messages_in: AtomicU64,
     /// Wallet sign-in nonces.
     pub nonces: NonceStore,
+    /// Nonces issued per client address: a flood from one address cannot evict everyone
+    /// else's outstanding nonces.
+    pub nonce_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Admin tier changes, by user: they override token claims (spec section 9, item 13).
     /// Persisted in the store; this is the in-memory copy read on every authentication.
     tier_overrides: Mutex<HashMap<String, TierId>>,
@@ -87,6 +94,12 @@ impl AppState {
             next_connection: AtomicU64::new(1),
             messages_in: AtomicU64::new(0),
             nonces: NonceStore::new(100_000),
+            nonce_limiter: governor::RateLimiter::keyed(
+                governor::Quota::per_minute(
+                    std::num::NonZeroU32::new(NONCES_PER_MINUTE).expect("nonzero"),
+                )
+                .allow_burst(std::num::NonZeroU32::new(NONCE_BURST).expect("nonzero")),
+            ),
             tier_overrides: Mutex::new(HashMap::new()),
             store,
             signals_in_flight: Mutex::new(HashSet::new()),

@@ -1868,3 +1868,19 @@ async fn a_failed_balance_lookup_answers_503() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_nonces_are_rate_limited_per_client_address() {
+    let server = TestServer::start().await;
+    for _ in 0..signalhub::state::NONCE_BURST {
+        let (status, body) = server.get("/api/v1/auth/nonce").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let resp = reqwest::get(server.http_url("/api/v1/auth/nonce"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+}

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header;
 use axum::Json;
 use serde::Deserialize;
@@ -30,8 +32,18 @@ fn rfc3339(unix: i64) -> String {
 /// `GET /api/v1/auth/nonce?address=0x...` -> `{nonce, expires_at}`.
 pub async fn nonce(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    if state.nonce_limiter.check_key(&peer.ip()).is_err() {
+        return Err(ApiError::rate_limited(
+            "too many sign-in nonces from this address; try again in a minute",
+            2,
+        ));
+    }
+    if state.nonce_limiter.len() > 100_000 {
+        state.nonce_limiter.retain_recent();
+    }
     let address = match query.get("address") {
         None => None,
         Some(a) => Some(parse_address(a).map_err(|e| ApiError::invalid("address", e.to_string()))?),
