@@ -95,36 +95,15 @@ impl TestServer {
     }
 
     pub async fn post_raw(&self, path: &str, key: Option<&str>, body: String) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
+        let req = reqwest::Client::new()
             .post(self.http_url(path))
             .header("content-type", "application/json")
             .body(body);
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        let resp = tokio::time::timeout(GUARD, req.send())
-            .await
-            .unwrap()
-            .unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        as_json(send(req, key).await).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = tokio::time::timeout(GUARD, reqwest::get(self.http_url(path)))
-            .await
-            .unwrap()
-            .unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.get_with(path, None).await
     }
 
     /// Publishes `data` on `channel` and returns the answer, asserting 200.
@@ -483,32 +462,33 @@ impl Sse {
 impl TestServer {
     /// GETs the raw body text.
     pub async fn get_raw(&self, path: &str, key: Option<&str>) -> String {
-        let mut req = reqwest::Client::new().get(self.http_url(path));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        let resp = tokio::time::timeout(GUARD, req.send())
-            .await
-            .unwrap()
-            .unwrap();
+        let resp = send(reqwest::Client::new().get(self.http_url(path)), key).await;
         resp.text().await.unwrap()
     }
 
     /// GETs with an optional `Authorization: Bearer` key.
     pub async fn get_with(&self, path: &str, key: Option<&str>) -> (u16, Value) {
-        let mut req = reqwest::Client::new().get(self.http_url(path));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        let resp = tokio::time::timeout(GUARD, req.send())
-            .await
-            .unwrap()
-            .unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        as_json(send(reqwest::Client::new().get(self.http_url(path)), key).await).await
     }
+}
+
+/// Sends `req` with an optional bearer key, under the hang guard.
+async fn send(mut req: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::Response {
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    tokio::time::timeout(GUARD, req.send())
+        .await
+        .expect("the server answers")
+        .expect("the request is sent")
+}
+
+/// The status and the JSON body (or the text, as a JSON string, when it is not JSON).
+async fn as_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
