@@ -5,6 +5,16 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
+/// The `seq` of each publication in an HTTP answer's `publications`.
+fn seqs_of(body: &Value) -> Vec<u64> {
+    body["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect()
+}
+
 async fn subscribe_since(ws: &mut Ws, channel: &str, epoch: &str, seq: u64) -> Value {
     ws.send(json!({"type":"subscribe","id":2,"channels":[channel],"since":{channel:{"epoch":epoch,"seq":seq}}}))
         .await;
@@ -142,23 +152,13 @@ async fn history_returns_publications_after_since_oldest_first_with_locked_stubs
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["channel"], "hist");
     assert!(body["epoch"].is_string());
-    let seqs: Vec<u64> = body["publications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = seqs_of(&body);
     assert_eq!(seqs, [3, 4, 5]);
     let last = &body["publications"][2];
     assert_eq!(last["type"], "locked");
     assert!(last.get("data").is_none());
     let (_, body) = server.get("/api/v1/channels/hist/history?limit=2").await;
-    let seqs: Vec<u64> = body["publications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = seqs_of(&body);
     assert_eq!(seqs, [4, 5]);
 }
 
@@ -297,12 +297,7 @@ async fn long_poll_returns_at_once_when_publications_are_waiting() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["recovered"], true);
-    let seqs: Vec<u64> = body["publications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = seqs_of(&body);
     assert_eq!(seqs, [2, 3]);
 }
 
