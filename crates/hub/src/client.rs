@@ -8,6 +8,13 @@
 //!
 //! The mutexes are `std` ones: they guard a few words, are never held across `.await`, and
 //! are uncontended except for the instant a publisher and the connection meet.
+//!
+//! Direct writes (see `direct`): a WebSocket connection with nothing queued and nothing
+//! half-written parks itself as *idle* with its socket. A publication offered to an idle
+//! client is claimed for a direct write (the client turns *busy*) instead of being queued,
+//! and the transport's writer sends it straight to the socket, then reports back with
+//! [`Client::direct_done`]. While busy, the connection writes nothing itself and does not
+//! end (so its socket stays open under the writer), and publications queue as usual.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -86,6 +93,65 @@ struct Outbox {
     refresh_due: bool,
     /// Set when the connection must stop at once (close handshake timed out).
     abort: bool,
+    direct: Direct,
+    /// The socket a direct write goes to (valid while `direct` is `Idle` or `Busy`).
+    socket: i32,
+    /// Bytes of the first queued frame already written by a direct write that stopped short.
+    head_written: u32,
+}
+
+/// Where a client stands with direct writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Direct {
+    /// The connection is running or has not parked: publications are queued.
+    #[default]
+    Off,
+    /// Parked with nothing queued or half-written: a publication may be written directly.
+    Idle,
+    /// A direct write is in flight: the connection must not write or end.
+    Busy,
+    /// The connection has ended: never again.
+    Retired,
+}
+
+impl Outbox {
+    fn requests_pending(&self) -> bool {
+        self.close.is_some() || self.ping_due || self.refresh_due || self.abort
+    }
+
+    /// Drops queued frames, except one a direct write left half-written (the stream must
+    /// carry the rest of it before anything else, a close frame included).
+    fn discard_frames(&mut self) {
+        if self.head_written > 0 {
+            self.frames.truncate(1);
+            self.bytes = self.frames.front().map_or(0, Bytes::len);
+        } else {
+            self.frames = VecDeque::new();
+            self.bytes = 0;
+        }
+    }
+
+    /// Takes the waker to wake the connection after a change, and stops direct writes
+    /// until it parks again. A busy client is not woken: its writer does that when done.
+    fn wake_connection(&mut self) -> Option<Waker> {
+        match self.direct {
+            Direct::Busy => None,
+            Direct::Idle => {
+                self.direct = Direct::Off;
+                self.waker.take()
+            }
+            Direct::Off | Direct::Retired => self.waker.take(),
+        }
+    }
+}
+
+/// What became of a publication offered to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Claimed for a direct write to this socket; report with [`Client::direct_done`].
+    Direct(i32),
+    /// Not written directly: pushed as by [`Client::push`].
+    Pushed(Push),
 }
 
 /// What the connection took from its outbox in one go.
@@ -99,6 +165,10 @@ pub struct Taken {
     /// The identity was changed from outside; the connection re-checks its subscriptions.
     pub refresh: bool,
     pub abort: bool,
+    /// A direct write is in flight: write nothing and wait to be woken.
+    pub busy: bool,
+    /// Bytes of the first taken frame that a direct write already sent.
+    pub head_written: u32,
 }
 
 /// The per-connection state shared between the connection task, the hub and the registry.
@@ -173,35 +243,101 @@ impl Client {
 
     /// Queues several payloads atomically: nothing else is interleaved between them.
     pub fn push_all(&self, frames: impl IntoIterator<Item = Bytes>, limit: usize) -> Push {
+        let mut outbox = self.outbox();
+        let result = Self::queue(&mut outbox, frames, limit);
+        let waker = match result {
+            Push::Closed => None,
+            Push::Queued | Push::Overflow => outbox.wake_connection(),
+        };
+        drop(outbox);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        result
+    }
+
+    fn queue(outbox: &mut Outbox, frames: impl IntoIterator<Item = Bytes>, limit: usize) -> Push {
+        if outbox.close.is_some() {
+            return Push::Closed;
+        }
+        for frame in frames {
+            if outbox.bytes + frame.len() > limit {
+                outbox.discard_frames();
+                outbox.close = Some(CloseRequest {
+                    code: CLOSE_SLOW_CONSUMER,
+                    discard_pending: true,
+                });
+                return Push::Overflow;
+            }
+            outbox.bytes += frame.len();
+            outbox.frames.push_back(frame);
+        }
+        Push::Queued
+    }
+
+    /// Offers one publication: claimed for a direct write when the connection is parked
+    /// idle on a socket (and `direct` allows it), otherwise pushed.
+    pub fn offer(&self, frame: &Bytes, limit: usize, direct: bool) -> Offer {
+        {
+            let mut outbox = self.outbox();
+            if direct && outbox.direct == Direct::Idle {
+                outbox.direct = Direct::Busy;
+                return Offer::Direct(outbox.socket);
+            }
+        }
+        Offer::Pushed(self.push(frame.clone(), limit))
+    }
+
+    /// Parks the connection as idle on `socket`: called by the connection when it waits
+    /// with nothing queued and nothing half-written. Ignored when something is pending.
+    pub fn park_idle(&self, socket: i32) {
+        let mut outbox = self.outbox();
+        if outbox.direct == Direct::Off && outbox.frames.is_empty() && !outbox.requests_pending() {
+            outbox.direct = Direct::Idle;
+            outbox.socket = socket;
+        }
+    }
+
+    /// Reports a direct write claimed by [`Client::offer`]: `written` bytes of the complete
+    /// `frame` went out. The rest, if any, is queued first for the connection to finish.
+    pub fn direct_done(&self, frame: Bytes, written: usize) {
         let waker = {
             let mut outbox = self.outbox();
-            if outbox.close.is_some() {
-                return Push::Closed;
-            }
-            for frame in frames {
-                if outbox.bytes + frame.len() > limit {
-                    outbox.frames = VecDeque::new();
-                    outbox.bytes = 0;
-                    outbox.close = Some(CloseRequest {
-                        code: CLOSE_SLOW_CONSUMER,
-                        discard_pending: true,
-                    });
-                    let waker = outbox.waker.take();
-                    drop(outbox);
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
-                    return Push::Overflow;
-                }
+            debug_assert_eq!(outbox.direct, Direct::Busy);
+            if written < frame.len() {
                 outbox.bytes += frame.len();
-                outbox.frames.push_back(frame);
+                outbox.frames.push_front(frame);
+                // Frames are envelopes far below 4 GiB.
+                outbox.head_written = written as u32;
             }
-            outbox.waker.take()
+            if outbox.frames.is_empty() && !outbox.requests_pending() {
+                outbox.direct = Direct::Idle;
+                None
+            } else {
+                outbox.direct = Direct::Off;
+                outbox.waker.take()
+            }
         };
         if let Some(waker) = waker {
             waker.wake();
         }
-        Push::Queued
+    }
+
+    /// Called by the connection as it ends: true when it may drop its socket now, false
+    /// while a direct write is in flight (`waker` is woken once it is done).
+    pub fn retire(&self, waker: &Waker) -> bool {
+        let mut outbox = self.outbox();
+        if outbox.direct == Direct::Busy {
+            match &outbox.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => outbox.waker = Some(waker.clone()),
+            }
+            // The connection is ending: once the write is done it is woken to stop at once.
+            outbox.abort = true;
+            return false;
+        }
+        outbox.direct = Direct::Retired;
+        true
     }
 
     /// Asks the connection to close with `code`. The first request wins.
@@ -215,7 +351,7 @@ impl Client {
                 code,
                 discard_pending,
             });
-            outbox.waker.take()
+            outbox.wake_connection()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -234,11 +370,11 @@ impl Client {
         }
         outbox.close_taken = true;
         if discard_pending {
-            outbox.frames = VecDeque::new();
-        } else {
-            into.append(&mut outbox.frames);
+            outbox.discard_frames();
         }
+        into.append(&mut outbox.frames);
         outbox.bytes = 0;
+        outbox.head_written = 0;
     }
 
     /// Asks the connection to stop at once, without further writes.
@@ -246,7 +382,7 @@ impl Client {
         let waker = {
             let mut outbox = self.outbox();
             outbox.abort = true;
-            outbox.waker.take()
+            outbox.wake_connection()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -265,7 +401,7 @@ impl Client {
         let waker = {
             let mut outbox = self.outbox();
             outbox.refresh_due = true;
-            outbox.waker.take()
+            outbox.wake_connection()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -295,7 +431,7 @@ impl Client {
         let waker = {
             let mut outbox = self.outbox();
             outbox.ping_due = true;
-            outbox.waker.take()
+            outbox.wake_connection()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -309,10 +445,26 @@ impl Client {
     /// woken by the next push or request.
     pub fn take(&self, into: &mut VecDeque<Bytes>, waker: &Waker) -> Taken {
         let mut outbox = self.outbox();
+        match &outbox.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => outbox.waker = Some(waker.clone()),
+        }
+        match outbox.direct {
+            Direct::Busy => {
+                return Taken {
+                    busy: true,
+                    ..Taken::default()
+                }
+            }
+            Direct::Idle => outbox.direct = Direct::Off,
+            Direct::Off | Direct::Retired => {}
+        }
         let mut frames = false;
+        let mut head_written = 0;
         if into.is_empty() && !outbox.frames.is_empty() {
             std::mem::swap(into, &mut outbox.frames);
             outbox.bytes = 0;
+            head_written = std::mem::take(&mut outbox.head_written);
             frames = true;
         }
         let close = if outbox.close_taken {
@@ -327,13 +479,11 @@ impl Client {
             ping: std::mem::take(&mut outbox.ping_due),
             refresh: std::mem::take(&mut outbox.refresh_due),
             abort: outbox.abort,
+            busy: false,
+            head_written,
         };
-        // Registered on every call, so the caller need not call again to learn that nothing
-        // more is queued: the next push wakes it.
-        match &outbox.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => outbox.waker = Some(waker.clone()),
-        }
+        // The waker is registered on every call, so the caller need not call again to learn
+        // that nothing more is queued: the next push wakes it.
         taken
     }
 
@@ -476,6 +626,162 @@ mod tests {
         assert!(c.ping_due(25, 25));
         assert!(!c.ping_due(26, 25));
         assert!(c.ping_due(50, 25));
+    }
+
+    fn counting() -> (Arc<CountingWaker>, Waker) {
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        (counter, waker)
+    }
+
+    /// A client whose connection took everything and parked idle on socket 7.
+    fn parked() -> (Client, Arc<CountingWaker>) {
+        let c = client();
+        let (counter, waker) = counting();
+        c.take(&mut VecDeque::new(), &waker);
+        c.park_idle(7);
+        (c, counter)
+    }
+
+    fn frame(text: &'static [u8]) -> Bytes {
+        Bytes::from_static(text)
+    }
+
+    #[test]
+    fn an_idle_client_is_claimed_for_a_direct_write_without_a_wake() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert_eq!(c.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn offers_are_pushed_when_direct_writes_are_off_or_the_client_is_not_parked() {
+        let (c, _) = parked();
+        assert_eq!(
+            c.offer(&frame(b"a"), 10, false),
+            Offer::Pushed(Push::Queued)
+        );
+        let fresh = client();
+        assert_eq!(
+            fresh.offer(&frame(b"b"), 10, true),
+            Offer::Pushed(Push::Queued)
+        );
+    }
+
+    #[test]
+    fn a_busy_client_queues_later_publications_and_is_woken_once_the_write_is_done() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Pushed(Push::Queued));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "no wake while busy");
+        // The connection, polled meanwhile, takes nothing.
+        let mut out = VecDeque::new();
+        let (_, waker) = counting();
+        assert!(c.take(&mut out, &waker).busy);
+        assert!(out.is_empty());
+        c.direct_done(frame(b"\x81\x01a"), 3);
+        let mut out = VecDeque::new();
+        let taken = c.take(&mut out, Waker::noop());
+        assert!(!taken.busy);
+        assert_eq!(out, [frame(b"b")]);
+        assert_eq!(taken.head_written, 0);
+    }
+
+    #[test]
+    fn a_complete_direct_write_with_nothing_queued_leaves_the_client_idle() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        c.direct_done(frame(b"\x81\x01a"), 3);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Direct(7));
+    }
+
+    #[test]
+    fn a_short_direct_write_hands_the_rest_back_first_with_its_progress() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 100, true), Offer::Direct(7));
+        assert_eq!(
+            c.offer(&frame(b"b"), 100, true),
+            Offer::Pushed(Push::Queued)
+        );
+        c.direct_done(frame(b"\x81\x03abc"), 2);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        let mut out = VecDeque::new();
+        let taken = c.take(&mut out, Waker::noop());
+        assert_eq!(out, [frame(b"\x81\x03abc"), frame(b"b")]);
+        assert_eq!(taken.head_written, 2);
+        assert_eq!(
+            c.offer(&frame(b"c"), 100, true),
+            Offer::Pushed(Push::Queued)
+        );
+    }
+
+    #[test]
+    fn overflow_keeps_a_half_written_frame_so_the_stream_stays_well_formed() {
+        let (c, _) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 8, true), Offer::Direct(7));
+        c.direct_done(frame(b"\x81\x03abc"), 1);
+        assert_eq!(c.push(frame(b"12345"), 8), Push::Overflow);
+        let mut out = VecDeque::new();
+        let taken = c.take(&mut out, Waker::noop());
+        assert_eq!(out, [frame(b"\x81\x03abc")]);
+        assert_eq!(taken.head_written, 1);
+        assert_eq!(taken.close.map(|r| r.code), Some(CLOSE_SLOW_CONSUMER));
+    }
+
+    #[test]
+    fn requests_while_busy_wait_for_the_write_and_then_wake_the_connection() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        c.request_close(1001, false);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        c.direct_done(frame(b"\x81\x01a"), 3);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        let taken = c.take(&mut VecDeque::new(), Waker::noop());
+        assert_eq!(taken.close.map(|r| r.code), Some(1001));
+    }
+
+    #[test]
+    fn a_push_to_an_idle_client_wakes_it_and_ends_direct_writes_until_it_parks_again() {
+        let (c, counter) = parked();
+        assert_eq!(c.push(frame(b"r"), 10), Push::Queued);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Pushed(Push::Queued));
+    }
+
+    #[test]
+    fn parking_is_refused_while_something_is_queued_or_requested() {
+        let c = client();
+        c.push(frame(b"x"), 10);
+        c.park_idle(7);
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Pushed(Push::Queued));
+        let c = client();
+        c.request_ping();
+        c.park_idle(7);
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Pushed(Push::Queued));
+    }
+
+    #[test]
+    fn a_connection_cannot_retire_while_its_socket_is_being_written() {
+        let (c, _) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        let (counter, waker) = counting();
+        assert!(!c.retire(&waker));
+        c.direct_done(frame(b"\x81\x01a"), 3);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken to end");
+        assert!(c.take(&mut VecDeque::new(), &waker).abort);
+        assert!(c.retire(&waker));
+        // Retired for good: never claimed again, even if asked to park.
+        c.park_idle(7);
+        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Pushed(Push::Queued));
+    }
+
+    #[test]
+    fn a_client_fits_a_192_byte_allocation() {
+        // One per connection: the next allocator size class is 224 bytes.
+        let size = std::mem::size_of::<Client>();
+        assert!(size <= 192, "Client is {size} bytes");
     }
 
     #[test]

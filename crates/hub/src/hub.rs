@@ -10,6 +10,9 @@
 //! Subscribers are bucketed by tier so tier locking is decided once per bucket, not once per
 //! subscriber: a publication is serialized once as a full envelope and once as a `locked`
 //! stub, and each bucket gets one of the two.
+//!
+//! With a [`DirectSink`] installed, subscribers parked idle on their sockets are claimed
+//! rather than queued and handed to the sink as one batch per bucket (see `direct`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,11 +22,16 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::channel::Glob;
-use crate::client::{Client, Push};
+use crate::client::{Client, Offer, Push};
+use crate::direct::{DirectSink, Target};
 use crate::envelope::{self, Publication};
 use crate::history::{Entry, History, HistoryLimits};
 use crate::ids;
 use crate::tier::{TierId, TierLadder};
+
+/// Publications on a channel closer together than this are queued for the connections to
+/// write (coalesced) rather than written directly.
+pub const DIRECT_MIN_GAP_MS: u64 = 5;
 
 /// How the hub is tuned.
 #[derive(Debug, Clone)]
@@ -107,6 +115,8 @@ pub struct HubStats {
     pub publications: u64,
     /// Publications queued to subscribers (data frames out).
     pub deliveries: u64,
+    /// Of those, the ones handed to the direct writer.
+    pub direct_deliveries: u64,
 }
 
 #[derive(Debug)]
@@ -125,6 +135,8 @@ struct Channel {
     /// Set when garbage collection took the channel out of the map; whoever finds this
     /// must look the channel up again.
     removed: bool,
+    /// When the previous publication was fanned out (hub clock), to tell bursts apart.
+    last_publish_ms: Option<u64>,
 }
 
 /// The in-process hub. Share it with `Arc`.
@@ -138,6 +150,9 @@ pub struct Hub {
     subscriptions: AtomicUsize,
     publications: AtomicU64,
     deliveries: AtomicU64,
+    direct_deliveries: AtomicU64,
+    /// Where publications to idle sockets go, when the transport offers a direct writer.
+    direct: Option<Arc<dyn DirectSink>>,
 }
 
 fn lock(channel: &Mutex<Channel>) -> MutexGuard<'_, Channel> {
@@ -155,7 +170,15 @@ impl Hub {
             subscriptions: AtomicUsize::new(0),
             publications: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
+            direct_deliveries: AtomicU64::new(0),
+            direct: None,
         }
+    }
+
+    /// Hands publications to idle sockets to `sink` instead of waking their connections.
+    pub fn with_direct_sink(mut self, sink: Arc<dyn DirectSink>) -> Self {
+        self.direct = Some(sink);
+        self
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -208,6 +231,7 @@ impl Hub {
                     buckets: Vec::new(),
                     subscribers: 0,
                     removed: false,
+                    last_publish_ms: None,
                 }))
             })
             .clone()
@@ -243,15 +267,36 @@ impl Hub {
                 locked,
             };
             let mut delivered = 0u64;
+            // In a burst, queueing lets each connection write many publications in one go;
+            // direct writes pay off when publications are apart (see `direct`).
+            let direct = self.direct.is_some()
+                && ch
+                    .last_publish_ms
+                    .is_none_or(|last| now.saturating_sub(last) >= DIRECT_MIN_GAP_MS);
+            ch.last_publish_ms = Some(now);
             for (rank, bucket) in ch.buckets.iter().enumerate() {
                 if bucket.is_empty() {
                     continue;
                 }
                 let payload = entry.for_tier(TierId(rank as u8));
+                let mut targets = Vec::new();
                 for client in bucket.values() {
-                    if client.push(payload.clone(), self.config.max_queue_bytes) == Push::Queued {
-                        delivered += 1;
+                    match client.offer(payload, self.config.max_queue_bytes, direct) {
+                        Offer::Direct(socket) => targets.push(Target {
+                            client: client.clone(),
+                            socket,
+                        }),
+                        Offer::Pushed(Push::Queued) => delivered += 1,
+                        Offer::Pushed(_) => {}
                     }
+                }
+                if let (Some(sink), false) = (&self.direct, targets.is_empty()) {
+                    delivered += targets.len() as u64;
+                    self.direct_deliveries
+                        .fetch_add(targets.len() as u64, Ordering::Relaxed);
+                    // Still under the channel lock: the sink receives a channel's batches in
+                    // `seq` order (a claimed client queues later publications meanwhile).
+                    sink.send(payload, targets);
                 }
             }
             let limits = ch.limits;
@@ -492,6 +537,7 @@ impl Hub {
             subscriptions: self.subscriptions.load(Ordering::Relaxed),
             publications: self.publications.load(Ordering::Relaxed),
             deliveries: self.deliveries.load(Ordering::Relaxed),
+            direct_deliveries: self.direct_deliveries.load(Ordering::Relaxed),
         }
     }
 }

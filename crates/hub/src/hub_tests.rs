@@ -336,3 +336,74 @@ fn rebucketing_a_subscriber_changes_what_it_receives() {
     assert_eq!(drain(&c)[0]["type"], "locked");
     assert_eq!(hub.stats().subscriptions, 1);
 }
+
+/// A direct sink that records what it was given and reports each write as complete.
+#[derive(Debug, Default)]
+struct RecordingSink {
+    sent: Mutex<Vec<(Bytes, Vec<u64>)>>,
+}
+
+impl DirectSink for RecordingSink {
+    fn send(&self, payload: &Bytes, targets: Vec<Target>) {
+        let ids = targets.iter().map(|t| t.client.id()).collect();
+        lock_sent(&self.sent).push((payload.clone(), ids));
+        for target in targets {
+            let framed = Bytes::from([&[0x81, payload.len() as u8][..], payload].concat());
+            let len = framed.len();
+            target.client.direct_done(framed, len);
+        }
+    }
+}
+
+fn lock_sent(m: &Mutex<Vec<(Bytes, Vec<u64>)>>) -> MutexGuard<'_, Vec<(Bytes, Vec<u64>)>> {
+    m.lock().unwrap()
+}
+
+/// Subscribes a client, takes the `subscribed` reply and parks it idle on a socket.
+fn parked_subscriber(hub: &Hub, id: u64, channel: &str) -> Arc<Client> {
+    let c = client(id);
+    sub(hub, &c, TierId::LOWEST, channel, None);
+    drain(&c);
+    c.park_idle(100 + id as i32);
+    c
+}
+
+#[test]
+fn publications_to_parked_subscribers_go_to_the_direct_sink_in_one_batch() {
+    let sink = Arc::new(RecordingSink::default());
+    let hub = Hub::new(HubConfig::default()).with_direct_sink(sink.clone());
+    let a = parked_subscriber(&hub, 1, "prices");
+    let b = parked_subscriber(&hub, 2, "prices");
+    let busy = client(3);
+    sub(&hub, &busy, TierId::LOWEST, "prices", None);
+    publish(&hub, "prices", None);
+    let sent = lock_sent(&sink.sent);
+    assert_eq!(sent.len(), 1);
+    let mut ids = sent[0].1.clone();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    assert!(drain(&a).is_empty() && drain(&b).is_empty());
+    // The client that never parked got it through its outbox, after its reply.
+    assert_eq!(drain(&busy).len(), 2);
+    assert_eq!(hub.stats().deliveries, 3);
+    assert_eq!(hub.stats().direct_deliveries, 2);
+}
+
+#[test]
+fn a_burst_is_queued_for_the_connections_to_coalesce() {
+    let sink = Arc::new(RecordingSink::default());
+    let hub = Hub::new(HubConfig::default()).with_direct_sink(sink.clone());
+    let a = parked_subscriber(&hub, 1, "prices");
+    publish(&hub, "prices", None);
+    // The sink completed the write, so the client is idle again; the next publication
+    // comes right after, within the burst gap.
+    publish(&hub, "prices", None);
+    assert_eq!(lock_sent(&sink.sent).len(), 1);
+    let queued = drain(&a);
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["seq"], 2);
+    a.park_idle(101);
+    hub.advance_clock(DIRECT_MIN_GAP_MS);
+    publish(&hub, "prices", None);
+    assert_eq!(lock_sent(&sink.sent).len(), 2);
+}

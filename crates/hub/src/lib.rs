@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`hub`]: channels with per-channel `epoch` and `seq`, history, tier-bucketed fan-out.
 //! - [`client`]: the state a connection shares with the hub (bounded outbox, identity).
+//! - [`direct`]: the hook for writing publications straight to idle sockets in batches.
 //! - [`envelope`]: publication envelopes and `locked` stubs, serialized once.
 //! - [`history`]: a channel's bounded history and gap-free recovery.
 //! - [`channel`]: channel-name grammar and configuration patterns.
@@ -18,6 +19,7 @@
 pub mod channel;
 pub mod client;
 pub mod decimal;
+pub mod direct;
 pub mod envelope;
 pub mod history;
 pub mod hub;
@@ -27,7 +29,8 @@ pub mod signal;
 pub mod tier;
 pub mod typed;
 
-pub use client::{AuthKind, Client, Identity, Push};
+pub use client::{AuthKind, Client, Identity, Offer, Push};
+pub use direct::{DirectSink, Target};
 pub use envelope::Publication;
 pub use hub::{Hub, HubConfig, HubStats, Position, Published, Since, SubscribeItem};
 pub use tier::{TierId, TierLadder};

@@ -234,6 +234,7 @@ pub struct ConfigFile {
     pub allowed_origins: Option<Vec<String>>,
     pub api_keys: Option<Vec<ApiKey>>,
     pub dedup_window_s: Option<u64>,
+    pub io_uring: Option<bool>,
     pub limits: Limits,
     pub tiers: TiersFile,
     pub signals: SignalsFile,
@@ -257,6 +258,9 @@ pub struct Config {
     /// True when no key was configured and one was generated at start.
     pub generated_key: bool,
     pub dedup_window_s: u64,
+    /// Write publications to idle WebSocket connections through io_uring (Linux; falls
+    /// back to per-connection writes where io_uring is unavailable).
+    pub io_uring: bool,
     pub limits: Limits,
     pub signals: SignalRules,
     pub rules: ChannelRules,
@@ -335,6 +339,14 @@ fn env_nonempty(env: &(impl Env + ?Sized), name: &str) -> Option<String> {
     env.var(name)
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+fn parse_bool(value: &str, field: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(field, format!("{value:?} is not true or false"))),
+    }
 }
 
 fn comma_list(value: &str) -> Vec<String> {
@@ -823,6 +835,11 @@ impl Config {
 
         let auth = Arc::new(build_auth(file.auth, jwt_secret.as_deref(), &ladder)?);
 
+        let io_uring = match env_nonempty(env, "SIGNALHUB_IO_URING") {
+            Some(v) => parse_bool(&v, "SIGNALHUB_IO_URING")?,
+            None => file.io_uring.unwrap_or(true),
+        };
+
         let hub = HubConfig {
             ladder,
             max_queue_bytes: limits.max_queue_bytes,
@@ -839,6 +856,7 @@ impl Config {
             api_keys,
             generated_key,
             dedup_window_s: file.dedup_window_s.unwrap_or(300),
+            io_uring,
             limits,
             signals,
             rules,

@@ -62,8 +62,9 @@ fn an_empty_api_keys_variable_means_unset() {
 #[test]
 fn invalid_values_name_the_field() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case<'_>; 8] = [
+    let cases: [Case<'_>; 9] = [
         ("", &[("SIGNALHUB_LISTEN", "nope")], "SIGNALHUB_LISTEN"),
+        ("", &[("SIGNALHUB_IO_URING", "maybe")], "SIGNALHUB_IO_URING"),
         (
             "",
             &[("SIGNALHUB_API_KEYS", "k12345678:root")],
@@ -96,6 +97,14 @@ fn invalid_values_name_the_field() {
         let err = resolve(file, env, None).unwrap_err();
         assert_eq!(err.field, field, "{err}");
     }
+}
+
+#[test]
+fn io_uring_is_on_by_default_and_can_be_turned_off_by_file_or_environment() {
+    assert!(resolve("", &[], None).unwrap().io_uring);
+    assert!(!resolve("io_uring = false", &[], None).unwrap().io_uring);
+    let env = [("SIGNALHUB_IO_URING", "off")];
+    assert!(!resolve("io_uring = true", &env, None).unwrap().io_uring);
 }
 
 #[test]

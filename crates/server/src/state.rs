@@ -79,7 +79,7 @@ impl AppState {
     }
 
     pub fn new(config: Config, store: Store) -> Self {
-        let hub = Hub::new(config.hub.clone());
+        let hub = with_direct_writer(Hub::new(config.hub.clone()), config.io_uring);
         let idempotency = Idempotency::new(config.dedup_window_s);
         let keys = KeyRing::new(&config.api_keys);
         AppState(Arc::new(Shared {
@@ -174,4 +174,19 @@ impl AppState {
         let mut rx = self.stop_signal.subscribe();
         let _ = rx.wait_for(|stopping| *stopping).await;
     }
+}
+
+/// Installs the io_uring direct writer in `hub` when asked for and available.
+fn with_direct_writer(hub: Hub, wanted: bool) -> Hub {
+    if !wanted {
+        return hub;
+    }
+    #[cfg(target_os = "linux")]
+    match crate::ws::direct::UringWriter::start() {
+        Ok(writer) => return hub.with_direct_sink(writer),
+        Err(e) => {
+            tracing::info!(error = %e, "io_uring unavailable: connections write for themselves")
+        }
+    }
+    hub
 }

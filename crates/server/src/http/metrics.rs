@@ -22,6 +22,7 @@ struct Snapshot {
     subscriptions: i64,
     publications: u64,
     deliveries: u64,
+    direct_deliveries: u64,
     messages_in: u64,
     uptime_s: i64,
 }
@@ -66,6 +67,11 @@ impl Collector for Snapshot {
                 self.deliveries,
             ),
             (
+                "signalhub_direct_deliveries",
+                "Deliveries written straight to idle sockets by the io_uring writer",
+                self.direct_deliveries,
+            ),
+            (
                 "signalhub_messages_in",
                 "Data frames received from clients",
                 self.messages_in,
@@ -89,6 +95,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         subscriptions: hub.subscriptions as i64,
         publications: hub.publications,
         deliveries: hub.deliveries,
+        direct_deliveries: hub.direct_deliveries,
         messages_in: state.messages_in.load(Ordering::Relaxed),
         uptime_s: state.clock.uptime_s() as i64,
     }));

@@ -16,10 +16,11 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use signalhub_hub::{Client, TierId};
@@ -382,7 +383,18 @@ impl Connection {
 
     fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..POLL_BUDGET {
+            // `take` leaves payloads in the outbox while `out` still has unwritten items;
+            // if this round's flush empties `out`, go round again to take them.
+            let out_was_full = !self.out.is_empty();
             let taken = self.client.take(&mut self.out, cx.waker());
+            if taken.busy {
+                // A direct write owns the socket's write side; it wakes us when done.
+                return Poll::Pending;
+            }
+            if taken.frames {
+                // `out` was empty, so this is its first frame's progress.
+                self.head_written = taken.head_written;
+            }
             if taken.abort {
                 return Poll::Ready(());
             }
@@ -404,6 +416,9 @@ impl Connection {
                 tracing::debug!(client = self.client.id(), error = %e, "write failed");
                 return Poll::Ready(());
             }
+            if out_was_full && self.out.is_empty() {
+                progressed = true;
+            }
             if self.phase == Phase::Closing && self.out.is_empty() {
                 self.phase = Phase::CloseSent;
                 // Half-close: the peer reads our close, answers, and sees the end.
@@ -418,6 +433,11 @@ impl Connection {
                 Poll::Pending => {}
             }
             if !progressed {
+                if self.out.is_empty() && self.phase == Phase::Open && !self.peer_done {
+                    // Nothing queued or half-written: publications may go straight to the
+                    // socket until we run again.
+                    self.client.park_idle(self.stream.as_raw_fd());
+                }
                 return Poll::Pending;
             }
         }
@@ -431,12 +451,22 @@ impl Future for Connection {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().drive(cx)
+        let this = self.get_mut();
+        match this.drive(cx) {
+            // The socket must outlive a direct write in flight; we are woken after it.
+            Poll::Ready(()) if !this.client.retire(cx.waker()) => Poll::Pending,
+            ready => ready,
+        }
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        // Dropped without finishing (runtime shutdown): still never close the socket under
+        // a direct write. The writer reports every write it was given, so this ends.
+        while !self.client.retire(Waker::noop()) {
+            std::thread::yield_now();
+        }
         for (channel, tier) in self.subs.iter() {
             self.state.hub.unsubscribe(self.client.id(), channel, *tier);
         }

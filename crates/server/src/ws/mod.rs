@@ -1,6 +1,8 @@
 //! WebSocket transport: handshake, framing, the connection future and its protocol.
 
 pub mod connection;
+#[cfg(target_os = "linux")]
+pub mod direct;
 pub mod frame;
 pub mod handshake;
 pub mod protocol;

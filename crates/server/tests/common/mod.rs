@@ -235,8 +235,21 @@ pub struct RawWs {
 impl RawWs {
     /// Performs the handshake on `path` and asserts 101.
     pub async fn connect(server: &TestServer, path: &str) -> RawWs {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        Self::handshake(server, path, tcp).await
+    }
+
+    /// As [`RawWs::connect`], with the socket's receive buffer set to `bytes` (so the
+    /// server's writes to it fill up quickly while it is not read).
+    pub async fn connect_with_recv_buffer(server: &TestServer, path: &str, bytes: u32) -> RawWs {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let tcp = socket.connect(server.addr).await.unwrap();
+        Self::handshake(server, path, tcp).await
+    }
+
+    async fn handshake(server: &TestServer, path: &str, mut tcp: TcpStream) -> RawWs {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
             server.addr
