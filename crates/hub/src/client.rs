@@ -83,7 +83,7 @@ pub struct CloseRequest {
 #[derive(Debug, Default)]
 struct Outbox {
     frames: VecDeque<Bytes>,
-    bytes: usize,
+    bytes: u32,
     waker: Option<Waker>,
     close: Option<CloseRequest>,
     /// The close request was handed to the connection (it is reported once).
@@ -94,11 +94,21 @@ struct Outbox {
     /// Set when the connection must stop at once (close handshake timed out).
     abort: bool,
     direct: Direct,
+    /// A direct write stopped short: the writer hands back the rest of its claims unsent.
+    draining: bool,
+    /// Direct writes claimed and not yet reported (`direct` is `Busy` while above zero).
+    claims: u16,
+    /// Frames at the front of `frames` that the writer handed back (they precede every
+    /// frame the hub queued, which all came later).
+    handed_back: u16,
     /// The socket a direct write goes to (valid while `direct` is `Idle` or `Busy`).
     socket: i32,
     /// Bytes of the first queued frame already written by a direct write that stopped short.
     head_written: u32,
 }
+
+/// Most direct writes in flight for one client; past it publications queue.
+const MAX_CLAIMS: u16 = 256;
 
 /// Where a client stands with direct writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,7 +118,7 @@ enum Direct {
     Off,
     /// Parked with nothing queued or half-written: a publication may be written directly.
     Idle,
-    /// A direct write is in flight: the connection must not write or end.
+    /// Direct writes are in flight: the connection must not write or end.
     Busy,
     /// The connection has ended: never again.
     Retired,
@@ -124,11 +134,12 @@ impl Outbox {
     fn discard_frames(&mut self) {
         if self.head_written > 0 {
             self.frames.truncate(1);
-            self.bytes = self.frames.front().map_or(0, Bytes::len);
+            self.bytes = self.frames.front().map_or(0, len32);
         } else {
             self.frames = VecDeque::new();
             self.bytes = 0;
         }
+        self.handed_back = self.handed_back.min(self.frames.len() as u16);
     }
 
     /// Takes the waker to wake the connection after a change, and stops direct writes
@@ -143,6 +154,11 @@ impl Outbox {
             Direct::Off | Direct::Retired => self.waker.take(),
         }
     }
+}
+
+/// A frame's length as counted in the outbox (frames are envelopes far below 4 GiB).
+fn len32(frame: &Bytes) -> u32 {
+    u32::try_from(frame.len()).unwrap_or(u32::MAX)
 }
 
 /// What became of a publication offered to a client.
@@ -261,7 +277,7 @@ impl Client {
             return Push::Closed;
         }
         for frame in frames {
-            if outbox.bytes + frame.len() > limit {
+            if outbox.bytes as usize + frame.len() > limit {
                 outbox.discard_frames();
                 outbox.close = Some(CloseRequest {
                     code: CLOSE_SLOW_CONSUMER,
@@ -269,19 +285,28 @@ impl Client {
                 });
                 return Push::Overflow;
             }
-            outbox.bytes += frame.len();
+            outbox.bytes = outbox.bytes.saturating_add(len32(&frame));
             outbox.frames.push_back(frame);
         }
         Push::Queued
     }
 
     /// Offers one publication: claimed for a direct write when the connection is parked
-    /// idle on a socket (and `direct` allows it), otherwise pushed.
+    /// idle on a socket, or already has direct writes in flight and nothing queued after
+    /// them (and `direct` allows it); otherwise pushed.
     pub fn offer(&self, frame: &Bytes, limit: usize, direct: bool) -> Offer {
         {
             let mut outbox = self.outbox();
-            if direct && outbox.direct == Direct::Idle {
+            let claimable = match outbox.direct {
+                Direct::Idle => true,
+                Direct::Busy => {
+                    !outbox.draining && outbox.frames.is_empty() && outbox.claims < MAX_CLAIMS
+                }
+                Direct::Off | Direct::Retired => false,
+            };
+            if direct && claimable && outbox.close.is_none() {
                 outbox.direct = Direct::Busy;
+                outbox.claims += 1;
                 return Offer::Direct(outbox.socket);
             }
         }
@@ -298,24 +323,49 @@ impl Client {
         }
     }
 
+    /// Asked by the writer just before a claimed send: false once an earlier direct write
+    /// stopped short, and then the writer hands this one back with `written` 0.
+    pub fn direct_writable(&self) -> bool {
+        !self.outbox().draining
+    }
+
     /// Reports a direct write claimed by [`Client::offer`]: `written` bytes of the complete
-    /// `frame` went out. The rest, if any, is queued first for the connection to finish.
+    /// `frame` went out. The rest, if any, is queued ahead of everything the hub queued,
+    /// and the writer hands back the remaining claims unsent. Once every claim is reported
+    /// the connection is woken if it has anything to write; otherwise it stays idle.
     pub fn direct_done(&self, frame: Bytes, written: usize) {
         let waker = {
             let mut outbox = self.outbox();
             debug_assert_eq!(outbox.direct, Direct::Busy);
+            outbox.claims = outbox.claims.saturating_sub(1);
             if written < frame.len() {
-                outbox.bytes += frame.len();
-                outbox.frames.push_front(frame);
-                // Frames are envelopes far below 4 GiB.
-                outbox.head_written = written as u32;
+                let at = usize::from(outbox.handed_back).min(outbox.frames.len());
+                debug_assert!(
+                    at == 0 || written == 0,
+                    "only the first hand-back is partial"
+                );
+                if at == 0 {
+                    // Only the first hand-back can be partly written: after it, the writer
+                    // sends nothing more to this client.
+                    outbox.head_written = written as u32;
+                }
+                outbox.bytes = outbox.bytes.saturating_add(len32(&frame));
+                outbox.frames.insert(at, frame);
+                outbox.handed_back += 1;
+                outbox.draining = true;
             }
-            if outbox.frames.is_empty() && !outbox.requests_pending() {
-                outbox.direct = Direct::Idle;
+            if outbox.claims > 0 {
                 None
             } else {
-                outbox.direct = Direct::Off;
-                outbox.waker.take()
+                outbox.handed_back = 0;
+                outbox.draining = false;
+                if outbox.frames.is_empty() && !outbox.requests_pending() {
+                    outbox.direct = Direct::Idle;
+                    None
+                } else {
+                    outbox.direct = Direct::Off;
+                    outbox.waker.take()
+                }
             }
         };
         if let Some(waker) = waker {
@@ -489,7 +539,7 @@ impl Client {
 
     /// Queued bytes not yet taken by the connection.
     pub fn queued_bytes(&self) -> usize {
-        self.outbox().bytes
+        self.outbox().bytes as usize
     }
 
     /// Records inbound activity at `now_s`.
@@ -670,25 +720,6 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_client_queues_later_publications_and_is_woken_once_the_write_is_done() {
-        let (c, counter) = parked();
-        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
-        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Pushed(Push::Queued));
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "no wake while busy");
-        // The connection, polled meanwhile, takes nothing.
-        let mut out = VecDeque::new();
-        let (_, waker) = counting();
-        assert!(c.take(&mut out, &waker).busy);
-        assert!(out.is_empty());
-        c.direct_done(frame(b"\x81\x01a"), 3);
-        let mut out = VecDeque::new();
-        let taken = c.take(&mut out, Waker::noop());
-        assert!(!taken.busy);
-        assert_eq!(out, [frame(b"b")]);
-        assert_eq!(taken.head_written, 0);
-    }
-
-    #[test]
     fn a_complete_direct_write_with_nothing_queued_leaves_the_client_idle() {
         let (c, counter) = parked();
         assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
@@ -698,21 +729,86 @@ mod tests {
     }
 
     #[test]
-    fn a_short_direct_write_hands_the_rest_back_first_with_its_progress() {
+    fn a_busy_client_is_claimed_again_and_stays_idle_once_every_write_is_reported() {
         let (c, counter) = parked();
-        assert_eq!(c.offer(&frame(b"a"), 100, true), Offer::Direct(7));
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Direct(7));
+        // The connection, polled meanwhile, takes nothing and writes nothing.
+        let mut out = VecDeque::new();
+        assert!(c.take(&mut out, Waker::noop()).busy);
+        assert!(out.is_empty());
+        assert!(c.direct_writable());
+        c.direct_done(frame(b"\x81\x01a"), 3);
+        assert!(c.take(&mut out, Waker::noop()).busy, "one claim left");
+        c.direct_done(frame(b"\x81\x01b"), 3);
         assert_eq!(
-            c.offer(&frame(b"b"), 100, true),
-            Offer::Pushed(Push::Queued)
+            counter.0.load(Ordering::SeqCst),
+            0,
+            "nothing to write: no wake"
         );
-        c.direct_done(frame(b"\x81\x03abc"), 2);
+        assert_eq!(c.offer(&frame(b"c"), 10, true), Offer::Direct(7));
+    }
+
+    #[test]
+    fn after_something_is_queued_a_busy_client_queues_and_is_woken_when_the_writes_end() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        // A reply queued meanwhile: later publications must follow it through the queue.
+        assert_eq!(c.push(frame(b"r"), 10), Push::Queued);
+        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Pushed(Push::Queued));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "no wake while busy");
+        c.direct_done(frame(b"\x81\x01a"), 3);
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         let mut out = VecDeque::new();
         let taken = c.take(&mut out, Waker::noop());
-        assert_eq!(out, [frame(b"\x81\x03abc"), frame(b"b")]);
-        assert_eq!(taken.head_written, 2);
+        assert_eq!(out, [frame(b"r"), frame(b"b")]);
+        assert_eq!(taken.head_written, 0);
+    }
+
+    #[test]
+    fn a_short_direct_write_hands_back_its_rest_and_the_later_claims_in_order() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 100, true), Offer::Direct(7));
+        assert_eq!(c.offer(&frame(b"b"), 100, true), Offer::Direct(7));
+        assert_eq!(c.offer(&frame(b"c"), 100, true), Offer::Direct(7));
+        c.direct_done(frame(b"\x81\x03abc"), 2);
+        // Claimed sends after a short one are not attempted.
+        assert!(!c.direct_writable());
+        // Nor is anything claimed now; it queues behind the hand-backs.
         assert_eq!(
-            c.offer(&frame(b"c"), 100, true),
+            c.offer(&frame(b"d"), 100, true),
+            Offer::Pushed(Push::Queued)
+        );
+        c.direct_done(frame(b"\x81\x01b"), 0);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "a claim is still out");
+        c.direct_done(frame(b"\x81\x01c"), 0);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        let mut out = VecDeque::new();
+        let taken = c.take(&mut out, Waker::noop());
+        assert_eq!(
+            out,
+            [
+                frame(b"\x81\x03abc"),
+                frame(b"\x81\x01b"),
+                frame(b"\x81\x01c"),
+                frame(b"d")
+            ]
+        );
+        assert_eq!(taken.head_written, 2);
+        // Written out, the connection parks again and direct writes resume.
+        assert!(c.direct_writable());
+        c.park_idle(7);
+        assert_eq!(c.offer(&frame(b"e"), 100, true), Offer::Direct(7));
+    }
+
+    #[test]
+    fn claims_are_bounded_per_client() {
+        let (c, _) = parked();
+        for _ in 0..MAX_CLAIMS {
+            assert_eq!(c.offer(&frame(b"a"), 1000, true), Offer::Direct(7));
+        }
+        assert_eq!(
+            c.offer(&frame(b"b"), 1000, true),
             Offer::Pushed(Push::Queued)
         );
     }

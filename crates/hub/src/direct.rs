@@ -6,10 +6,9 @@
 //! [`DirectSink`] in one call, which can write them in a batch (the server uses io_uring).
 //! The hub stays free of I/O: it only knows socket numbers.
 //!
-//! Direct writes are one send per delivery. When a channel publishes faster than one
-//! publication per `DIRECT_MIN_GAP_MS`, the hub queues instead, so that each connection
-//! writes everything that piled up in one `writev` (a burst of 100 to 10,000 subscribers
-//! takes ~20 % longer when every publication goes direct).
+//! Direct writes are one send per delivery. When a channel's publications come less than
+//! `DIRECT_MIN_GAP_MS` after the previous one's fan-out ended (a burst), the hub queues
+//! instead, so that each connection writes everything that piled up in one `writev`.
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -29,8 +29,8 @@ use crate::history::{Entry, History, HistoryLimits};
 use crate::ids;
 use crate::tier::{TierId, TierLadder};
 
-/// Publications on a channel closer together than this are queued for the connections to
-/// write (coalesced) rather than written directly.
+/// A publication that comes less than this after the end of the previous one's fan-out on
+/// the same channel is queued for the connections to write (coalesced), not written directly.
 pub const DIRECT_MIN_GAP_MS: u64 = 5;
 
 /// How the hub is tuned.
@@ -135,7 +135,7 @@ struct Channel {
     /// Set when garbage collection took the channel out of the map; whoever finds this
     /// must look the channel up again.
     removed: bool,
-    /// When the previous publication was fanned out (hub clock), to tell bursts apart.
+    /// When the previous publication's fan-out ended (hub clock), to tell bursts apart.
     last_publish_ms: Option<u64>,
 }
 
@@ -268,12 +268,13 @@ impl Hub {
             };
             let mut delivered = 0u64;
             // In a burst, queueing lets each connection write many publications in one go;
-            // direct writes pay off when publications are apart (see `direct`).
+            // direct writes pay off when publications are apart (see `direct`). The gap is
+            // counted from the end of the previous fan-out, which takes a while to 10,000
+            // subscribers: back-to-back publications are a burst however long each takes.
             let direct = self.direct.is_some()
                 && ch
                     .last_publish_ms
                     .is_none_or(|last| now.saturating_sub(last) >= DIRECT_MIN_GAP_MS);
-            ch.last_publish_ms = Some(now);
             for (rank, bucket) in ch.buckets.iter().enumerate() {
                 if bucket.is_empty() {
                     continue;
@@ -299,6 +300,7 @@ impl Hub {
                     sink.send(payload, targets);
                 }
             }
+            ch.last_publish_ms = Some(self.now_ms());
             let limits = ch.limits;
             ch.history.prune(now, limits);
             if ch.latest_value {

@@ -182,7 +182,8 @@ fn with_direct_writer(hub: Hub, wanted: bool) -> Hub {
         return hub;
     }
     #[cfg(target_os = "linux")]
-    match crate::ws::direct::UringWriter::start() {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match crate::ws::direct::UringWriter::start(threads) {
         Ok(writer) => return hub.with_direct_sink(writer),
         Err(e) => {
             tracing::info!(error = %e, "io_uring unavailable: connections write for themselves")

@@ -1,18 +1,23 @@
-//! The direct writer: one thread that sends each publication to every idle connection's
+//! The direct writer: threads that send each publication to every idle connection's
 //! socket through io_uring, a batch of sends per system call.
 //!
 //! At a modest publication rate every delivery is one small write to a socket that has
 //! nothing else queued. Done by the connection's task, each costs a wake-up, a poll and a
 //! `writev` system call; here the hub hands over the claimed sockets of a whole publication
-//! at once (see `signalhub_hub::direct`) and this thread queues up to [`BATCH`] `send`s in
-//! the submission ring and enters the kernel once for all of them. The sends are
-//! non-blocking (`MSG_DONTWAIT`), so each completes while it is submitted: fully, in part or
-//! with `EAGAIN`; whatever did not go out is handed back to the connection, which finishes
-//! it on writability. On this machine that halves the tokio work and takes ~1.5 us of
-//! kernel time off every delivery (docs/benchmarks.md).
+//! at once (see `signalhub_hub::direct`), split over one writer thread per core by client
+//! id, and each thread queues up to [`BATCH`] `send`s in its submission ring and enters the
+//! kernel once for all of them. The sends are non-blocking (`MSG_DONTWAIT`), so each
+//! completes while it is submitted: fully, in part or with `EAGAIN`; whatever did not go out
+//! is handed back to the connection, which finishes it on writability. The payload is framed
+//! once per publication and shared by every send.
 //!
 //! Sockets stay valid while their sends are in flight: a claimed connection neither writes
-//! nor ends until [`Client::direct_done`] reports its send.
+//! nor ends until `Client::direct_done` reports its last claimed send. A connection may
+//! hold several claims when publications come faster than its thread sends them (a client
+//! always goes to the same thread, which sends jobs in order); once a send stops short, the
+//! rest of its claims are handed back unsent and the connection writes them after the
+//! remainder. Holding claims rather than falling back to the connection's task keeps an
+//! overloaded moment on the cheaper path instead of making it costlier.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,30 +38,64 @@ struct Job {
     targets: Vec<Target>,
 }
 
-/// Handle to the writer thread; the hub holds it as its [`DirectSink`].
+/// Handle to the writer threads; the hub holds it as its [`DirectSink`].
 #[derive(Debug)]
 pub struct UringWriter {
+    /// One queue per writer thread; a client always goes to the same one (by id), so its
+    /// sends stay in order.
+    shards: Vec<Shard>,
+}
+
+#[derive(Debug)]
+struct Shard {
     jobs: mpsc::Sender<Job>,
     /// Set when the ring failed: every frame goes back to its connection from then on.
     failed: Arc<AtomicBool>,
 }
 
 impl UringWriter {
-    /// Starts the writer thread, or fails when io_uring is not available (an old kernel,
-    /// `kernel.io_uring_disabled`, a container's seccomp profile).
-    pub fn start() -> io::Result<Arc<Self>> {
-        let ring = IoUring::new((BATCH * 2) as u32)?;
-        let (jobs, inbox) = mpsc::channel::<Job>();
-        let failed = Arc::new(AtomicBool::new(false));
-        let flag = failed.clone();
-        std::thread::Builder::new()
-            .name("signalhub-direct".into())
-            .spawn(move || run(ring, inbox, &flag))?;
-        Ok(Arc::new(UringWriter { jobs, failed }))
+    /// Starts `threads` writer threads (at least one), each with its own ring, or fails
+    /// when io_uring is not available (an old kernel, `kernel.io_uring_disabled`, a
+    /// container's seccomp profile).
+    pub fn start(threads: usize) -> io::Result<Arc<Self>> {
+        let mut shards = Vec::new();
+        for n in 0..threads.max(1) {
+            let ring = IoUring::new((BATCH * 2) as u32)?;
+            let (jobs, inbox) = mpsc::channel::<Job>();
+            let failed = Arc::new(AtomicBool::new(false));
+            let flag = failed.clone();
+            std::thread::Builder::new()
+                .name(format!("signalhub-direct-{n}"))
+                .spawn(move || run(ring, inbox, &flag))?;
+            shards.push(Shard { jobs, failed });
+        }
+        Ok(Arc::new(UringWriter { shards }))
     }
 }
 
 impl DirectSink for UringWriter {
+    fn send(&self, payload: &Bytes, targets: Vec<Target>) {
+        if self.shards.len() == 1 {
+            return self.shards[0].send(payload, targets);
+        }
+        let mut split: Vec<Vec<Target>> = self
+            .shards
+            .iter()
+            .map(|_| Vec::with_capacity(targets.len() / self.shards.len() + 1))
+            .collect();
+        for target in targets {
+            let shard = (target.client.id() % self.shards.len() as u64) as usize;
+            split[shard].push(target);
+        }
+        for (shard, targets) in self.shards.iter().zip(split) {
+            if !targets.is_empty() {
+                shard.send(payload, targets);
+            }
+        }
+    }
+}
+
+impl Shard {
     fn send(&self, payload: &Bytes, targets: Vec<Target>) {
         let job = Job {
             payload: payload.clone(),
@@ -151,9 +190,15 @@ fn send_batch(
     pending: &mut Pending<'_>,
 ) -> io::Result<()> {
     let len = u32::try_from(frame.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut submitted = 0;
     {
         let mut queue = ring.submission();
         for (i, target) in chunk.iter().enumerate() {
+            if !target.client.direct_writable() {
+                // An earlier send to this client stopped short: it finishes the rest itself.
+                pending.done(start + i, 0);
+                continue;
+            }
             let send = opcode::Send::new(types::Fd(target.socket), frame.as_ptr(), len)
                 .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
                 .build()
@@ -164,11 +209,12 @@ fn send_batch(
             #[allow(unsafe_code)]
             let pushed = unsafe { queue.push(&send) };
             pushed.map_err(|_| io::Error::other("submission queue full"))?;
+            submitted += 1;
         }
     }
     let mut completed = 0;
-    while completed < chunk.len() {
-        match ring.submit_and_wait(chunk.len() - completed) {
+    while completed < submitted {
+        match ring.submit_and_wait(submitted - completed) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
