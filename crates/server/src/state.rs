@@ -182,7 +182,9 @@ fn with_direct_writer(hub: Hub, wanted: bool) -> Hub {
         return hub;
     }
     #[cfg(target_os = "linux")]
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One writer per core, as tokio has one worker per core; a few suffice for any fan-out
+    // a single process's ~20k-100k sockets ask for.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
     match crate::ws::direct::UringWriter::start(threads) {
         Ok(writer) => return hub.with_direct_sink(writer),
         Err(e) => {

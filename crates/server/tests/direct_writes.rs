@@ -13,8 +13,26 @@ async fn direct_deliveries(server: &TestServer) -> u64 {
     server.state.hub.stats().direct_deliveries
 }
 
+/// False (skip) where the kernel refuses io_uring, unless the suite demands every real
+/// component (scripts/test.sh sets SIGNALHUB_REQUIRE_EXTERNAL=1).
+fn io_uring_here() -> bool {
+    match signalhub::ws::direct::UringWriter::start(1) {
+        Ok(_) => true,
+        Err(e) if std::env::var("SIGNALHUB_REQUIRE_EXTERNAL").as_deref() == Ok("1") => {
+            panic!("io_uring unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: io_uring unavailable here ({e})");
+            false
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_subscriber_gets_publications_from_the_direct_writer() {
+    if !io_uring_here() {
+        return;
+    }
     let server = TestServer::start().await;
     let mut ws = server.ws("/ws").await;
     ws.subscribe(&["prices"]).await;
@@ -86,6 +104,9 @@ const ROOMY: &str = "[limits]\nmax_queue_bytes = 67108864";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_behind_a_full_socket_gets_every_direct_write_whole_and_in_order() {
+    if !io_uring_here() {
+        return;
+    }
     let server = TestServer::start_with(config(ROOMY, &[])).await;
     fall_behind_then_read_everything(&server).await;
     assert!(direct_deliveries(&server).await > 0);
