@@ -96,6 +96,9 @@ struct Outbox {
     direct: Direct,
     /// A direct write stopped short: the writer hands back the rest of its claims unsent.
     draining: bool,
+    /// The connection was polled (woken by its socket, say) while busy and wrote and read
+    /// nothing: it must run once the direct writes are done.
+    polled_while_busy: bool,
     /// Direct writes claimed and not yet reported (`direct` is `Busy` while above zero).
     claims: u16,
     /// Frames at the front of `frames` that the writer handed back (they precede every
@@ -126,7 +129,11 @@ enum Direct {
 
 impl Outbox {
     fn requests_pending(&self) -> bool {
-        self.close.is_some() || self.ping_due || self.refresh_due || self.abort
+        self.close.is_some()
+            || self.ping_due
+            || self.refresh_due
+            || self.abort
+            || self.polled_while_busy
     }
 
     /// Drops queued frames, except one a direct write left half-written (the stream must
@@ -299,8 +306,13 @@ impl Client {
             let mut outbox = self.outbox();
             let claimable = match outbox.direct {
                 Direct::Idle => true,
+                // Not while the connection has something to do: it runs only once every
+                // claim is reported, so more claims would keep it from running.
                 Direct::Busy => {
-                    !outbox.draining && outbox.frames.is_empty() && outbox.claims < MAX_CLAIMS
+                    !outbox.draining
+                        && outbox.frames.is_empty()
+                        && !outbox.requests_pending()
+                        && outbox.claims < MAX_CLAIMS
                 }
                 Direct::Off | Direct::Retired => false,
             };
@@ -422,9 +434,11 @@ impl Client {
         if discard_pending {
             outbox.discard_frames();
         }
+        // A half-written hand-back is always taken (with its progress) before the
+        // connection can start closing, so nothing here is half-written.
+        debug_assert_eq!(outbox.head_written, 0);
         into.append(&mut outbox.frames);
         outbox.bytes = 0;
-        outbox.head_written = 0;
     }
 
     /// Asks the connection to stop at once, without further writes.
@@ -501,14 +515,18 @@ impl Client {
         }
         match outbox.direct {
             Direct::Busy => {
+                // Whatever woke us (a readable socket, a request) is served once the
+                // direct writes are done: `direct_done` wakes us then.
+                outbox.polled_while_busy = true;
                 return Taken {
                     busy: true,
                     ..Taken::default()
-                }
+                };
             }
             Direct::Idle => outbox.direct = Direct::Off,
             Direct::Off | Direct::Retired => {}
         }
+        outbox.polled_while_busy = false;
         let mut frames = false;
         let mut head_written = 0;
         if into.is_empty() && !outbox.frames.is_empty() {
@@ -734,19 +752,31 @@ mod tests {
         assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
         assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Direct(7));
         // The connection, polled meanwhile, takes nothing and writes nothing.
-        let mut out = VecDeque::new();
-        assert!(c.take(&mut out, Waker::noop()).busy);
-        assert!(out.is_empty());
         assert!(c.direct_writable());
         c.direct_done(frame(b"\x81\x01a"), 3);
-        assert!(c.take(&mut out, Waker::noop()).busy, "one claim left");
+        assert_eq!(
+            c.offer(&frame(b"c"), 10, true),
+            Offer::Direct(7),
+            "still busy"
+        );
         c.direct_done(frame(b"\x81\x01b"), 3);
+        c.direct_done(frame(b"\x81\x01c"), 3);
         assert_eq!(
             counter.0.load(Ordering::SeqCst),
             0,
             "nothing to write: no wake"
         );
-        assert_eq!(c.offer(&frame(b"c"), 10, true), Offer::Direct(7));
+        assert_eq!(c.offer(&frame(b"d"), 10, true), Offer::Direct(7));
+    }
+
+    #[test]
+    fn a_busy_connection_writes_nothing_when_polled() {
+        let (c, _) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        c.push(frame(b"r"), 10);
+        let mut out = VecDeque::new();
+        assert!(c.take(&mut out, Waker::noop()).busy);
+        assert!(out.is_empty());
     }
 
     #[test]
@@ -799,6 +829,36 @@ mod tests {
         assert!(c.direct_writable());
         c.park_idle(7);
         assert_eq!(c.offer(&frame(b"e"), 100, true), Offer::Direct(7));
+    }
+
+    #[test]
+    fn a_connection_polled_while_busy_is_woken_once_the_writes_are_done() {
+        let (c, _) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        // Its socket became readable (a client frame): polled, it may not run yet.
+        let (counter, waker) = counting();
+        assert!(c.take(&mut VecDeque::new(), &waker).busy);
+        // No more claims meanwhile: the connection must get to run.
+        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Pushed(Push::Queued));
+        c.direct_done(frame(b"\x81\x01a"), 3);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken to read");
+        let mut out = VecDeque::new();
+        assert!(!c.take(&mut out, &waker).busy);
+        assert_eq!(out, [frame(b"b")]);
+        // Written and read, it parks again and direct writes resume.
+        c.park_idle(7);
+        assert_eq!(c.offer(&frame(b"c"), 10, true), Offer::Direct(7));
+    }
+
+    #[test]
+    fn a_busy_client_with_a_pending_request_is_not_claimed_again() {
+        let (c, counter) = parked();
+        assert_eq!(c.offer(&frame(b"a"), 10, true), Offer::Direct(7));
+        c.request_ping();
+        assert_eq!(c.offer(&frame(b"b"), 10, true), Offer::Pushed(Push::Queued));
+        c.direct_done(frame(b"\x81\x01a"), 3);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(c.take(&mut VecDeque::new(), Waker::noop()).ping);
     }
 
     #[test]

@@ -20,7 +20,6 @@
 //! overloaded moment on the cheaper path instead of making it costlier.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -63,8 +62,6 @@ pub struct UringWriter {
 #[derive(Debug)]
 struct Shard {
     jobs: mpsc::Sender<Job>,
-    /// Set when the ring failed: every frame goes back to its connection from then on.
-    failed: Arc<AtomicBool>,
 }
 
 impl UringWriter {
@@ -76,12 +73,10 @@ impl UringWriter {
         for n in 0..threads.max(1) {
             let ring = IoUring::new((BATCH * 2) as u32)?;
             let (jobs, inbox) = mpsc::channel::<Job>();
-            let failed = Arc::new(AtomicBool::new(false));
-            let flag = failed.clone();
             std::thread::Builder::new()
                 .name(format!("signalhub-direct-{n}"))
-                .spawn(move || run(ring, inbox, &flag))?;
-            shards.push(Shard { jobs, failed });
+                .spawn(move || run(ring, inbox))?;
+            shards.push(Shard { jobs });
         }
         Ok(Arc::new(UringWriter { shards }))
     }
@@ -115,9 +110,8 @@ impl Shard {
             payload: payload.clone(),
             targets,
         };
-        if self.failed.load(Ordering::Relaxed) {
-            return hand_back(job);
-        }
+        // Always through the queue, also once the ring failed: the thread hands jobs back
+        // in order, so a client's frames come back in order too.
         if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
             hand_back(job);
         }
@@ -157,9 +151,11 @@ impl Drop for Pending<'_> {
     }
 }
 
-fn run(mut ring: IoUring, inbox: mpsc::Receiver<Job>, failed: &AtomicBool) {
+fn run(mut ring: IoUring, inbox: mpsc::Receiver<Job>) {
+    // Set when the ring failed: every frame goes back to its connection from then on.
+    let mut failed = false;
     while let Ok(mut job) = inbox.recv() {
-        if failed.load(Ordering::Relaxed) {
+        if failed {
             hand_back(job);
             continue;
         }
@@ -181,7 +177,7 @@ fn run(mut ring: IoUring, inbox: mpsc::Receiver<Job>, failed: &AtomicBool) {
                 for cqe in ring.completion() {
                     pending.done(cqe.user_data() as usize, written(cqe.result()));
                 }
-                failed.store(true, Ordering::Relaxed);
+                failed = true;
                 break;
             }
         }
