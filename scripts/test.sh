@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 # Tests of external services fail (not skip) when the service is missing.
 export SIGNALHUB_REQUIRE_EXTERNAL=1
+# io_uring is the kernel's: where it is refused (sysctl, seccomp) the server falls back and
+# the direct-write tests skip, saying so; SIGNALHUB_REQUIRE_IO_URING=1 makes that a failure.
+echo "kernel.io_uring_disabled = $(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo unknown)"
 
 work="$(mktemp -d)"
 eth_pid=""
