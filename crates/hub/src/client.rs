@@ -14,7 +14,8 @@
 //! client is claimed for a direct write (the client turns *busy*) instead of being queued,
 //! and the transport's writer sends it straight to the socket, then reports back with
 //! [`Client::direct_done`]. While busy, the connection writes nothing itself and does not
-//! end (so its socket stays open under the writer), and publications queue as usual.
+//! end (so its socket stays open under the writer); later publications are claimed too
+//! while nothing is queued or requested, and queued otherwise.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -266,7 +267,16 @@ impl Client {
 
     /// Queues several payloads atomically: nothing else is interleaved between them.
     pub fn push_all(&self, frames: impl IntoIterator<Item = Bytes>, limit: usize) -> Push {
-        let mut outbox = self.outbox();
+        Self::queue_and_wake(self.outbox(), frames, limit)
+    }
+
+    /// Queues `frames` in the locked `outbox`, then wakes the connection (after unlocking)
+    /// if anything changed.
+    fn queue_and_wake(
+        mut outbox: MutexGuard<'_, Outbox>,
+        frames: impl IntoIterator<Item = Bytes>,
+        limit: usize,
+    ) -> Push {
         let result = Self::queue(&mut outbox, frames, limit);
         let waker = match result {
             Push::Closed => None,
@@ -299,30 +309,34 @@ impl Client {
     }
 
     /// Offers one publication: claimed for a direct write when the connection is parked
-    /// idle on a socket, or already has direct writes in flight and nothing queued after
-    /// them (and `direct` allows it); otherwise pushed.
+    /// idle on a socket, or already has direct writes in flight and nothing queued or
+    /// requested after them (and `direct` allows it); otherwise pushed, as by [`Client::push`].
     pub fn offer(&self, frame: &Bytes, limit: usize, direct: bool) -> Offer {
-        {
-            let mut outbox = self.outbox();
-            let claimable = match outbox.direct {
-                Direct::Idle => true,
-                // Not while the connection has something to do: it runs only once every
-                // claim is reported, so more claims would keep it from running.
-                Direct::Busy => {
-                    !outbox.draining
-                        && outbox.frames.is_empty()
-                        && !outbox.requests_pending()
-                        && outbox.claims < MAX_CLAIMS
-                }
-                Direct::Off | Direct::Retired => false,
-            };
-            if direct && claimable && outbox.close.is_none() {
-                outbox.direct = Direct::Busy;
-                outbox.claims += 1;
-                return Offer::Direct(outbox.socket);
+        let mut outbox = self.outbox();
+        let claimable = match outbox.direct {
+            // Parked: nothing queued or requested (a push or request ends `Idle`).
+            Direct::Idle => true,
+            // Not while the connection has something to do: it runs only once every claim
+            // is reported, so more claims would keep it from running.
+            Direct::Busy => {
+                !outbox.draining
+                    && outbox.frames.is_empty()
+                    && !outbox.requests_pending()
+                    && outbox.claims < MAX_CLAIMS
             }
+            Direct::Off | Direct::Retired => false,
+        };
+        if direct && claimable {
+            outbox.direct = Direct::Busy;
+            outbox.claims += 1;
+            return Offer::Direct(outbox.socket);
         }
-        Offer::Pushed(self.push(frame.clone(), limit))
+        // One lock for the whole offer: this runs once per subscriber per publication.
+        Offer::Pushed(Self::queue_and_wake(
+            outbox,
+            std::iter::once(frame.clone()),
+            limit,
+        ))
     }
 
     /// Parks the connection as idle on `socket`: called by the connection when it waits

@@ -291,7 +291,8 @@ impl Hub {
                         Offer::Pushed(_) => {}
                     }
                 }
-                if let (Some(sink), false) = (&self.direct, targets.is_empty()) {
+                // Claims happen only with a sink, so `targets` is empty without one.
+                if let Some(sink) = self.direct.as_ref().filter(|_| !targets.is_empty()) {
                     delivered += targets.len() as u64;
                     self.direct_deliveries
                         .fetch_add(targets.len() as u64, Ordering::Relaxed);

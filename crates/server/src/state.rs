@@ -176,19 +176,21 @@ impl AppState {
     }
 }
 
-/// Installs the io_uring direct writer in `hub` when asked for and available.
+/// Installs the io_uring direct writer in `hub` when asked for and available (Linux).
 fn with_direct_writer(hub: Hub, wanted: bool) -> Hub {
     if !wanted {
         return hub;
     }
     #[cfg(target_os = "linux")]
-    // One writer per core, as tokio has one worker per core; a few suffice for any fan-out
-    // a single process's ~20k-100k sockets ask for.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
-    match crate::ws::direct::UringWriter::start(threads) {
-        Ok(writer) => return hub.with_direct_sink(writer),
-        Err(e) => {
-            tracing::info!(error = %e, "io_uring unavailable: connections write for themselves")
+    {
+        // One writer per core, as tokio has one worker per core; a few suffice for any
+        // fan-out a single process's ~20k-100k sockets ask for.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        match crate::ws::direct::UringWriter::start(threads) {
+            Ok(writer) => return hub.with_direct_sink(writer),
+            Err(e) => {
+                tracing::info!(error = %e, "io_uring unavailable: connections write for themselves")
+            }
         }
     }
     hub

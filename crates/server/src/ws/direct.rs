@@ -33,7 +33,8 @@ use super::frame::{self, OpCode};
 const BATCH: usize = 512;
 
 struct Job {
-    payload: Bytes,
+    /// The publication as a complete text frame, shared by every send.
+    frame: Bytes,
     targets: Vec<Target>,
 }
 
@@ -41,12 +42,8 @@ impl Drop for Job {
     /// A job dropped unsent (its writer thread is gone, or it was handed back) returns every
     /// frame to its connection, so no connection waits forever for a write.
     fn drop(&mut self) {
-        if self.targets.is_empty() {
-            return;
-        }
-        let frame = frame::encode_frame(OpCode::Text, &self.payload);
         for target in self.targets.drain(..) {
-            target.client.direct_done(frame.clone(), 0);
+            target.client.direct_done(self.frame.clone(), 0);
         }
     }
 }
@@ -84,8 +81,10 @@ impl UringWriter {
 
 impl DirectSink for UringWriter {
     fn send(&self, payload: &Bytes, targets: Vec<Target>) {
+        // Framed once per publication, shared by every send.
+        let frame = frame::encode_frame(OpCode::Text, payload);
         if self.shards.len() == 1 {
-            return self.shards[0].send(payload, targets);
+            return self.shards[0].send(frame, targets);
         }
         let mut split: Vec<Vec<Target>> = self
             .shards
@@ -98,29 +97,19 @@ impl DirectSink for UringWriter {
         }
         for (shard, targets) in self.shards.iter().zip(split) {
             if !targets.is_empty() {
-                shard.send(payload, targets);
+                shard.send(frame.clone(), targets);
             }
         }
     }
 }
 
 impl Shard {
-    fn send(&self, payload: &Bytes, targets: Vec<Target>) {
-        let job = Job {
-            payload: payload.clone(),
-            targets,
-        };
+    fn send(&self, frame: Bytes, targets: Vec<Target>) {
         // Always through the queue, also once the ring failed: the thread hands jobs back
-        // in order, so a client's frames come back in order too.
-        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            hand_back(job);
-        }
+        // in order, so a client's frames come back in order too. If the thread is gone,
+        // the job comes back here and dropping it hands its frames back.
+        let _ = self.jobs.send(Job { frame, targets });
     }
-}
-
-/// Hands every frame of `job` back to its connection, unwritten.
-fn hand_back(job: Job) {
-    drop(job);
 }
 
 /// Reports every target not yet reported, also if sending panics.
@@ -156,13 +145,12 @@ fn run(mut ring: IoUring, inbox: mpsc::Receiver<Job>) {
     let mut failed = false;
     while let Ok(mut job) = inbox.recv() {
         if failed {
-            hand_back(job);
+            // Dropping the job hands its frames back.
             continue;
         }
         // From here `pending` reports every target, also if this thread panics.
         let targets = std::mem::take(&mut job.targets);
-        // Framed once, shared by every send of the job.
-        let frame = frame::encode_frame(OpCode::Text, &job.payload);
+        let frame = job.frame.clone();
         let mut pending = Pending {
             targets: &targets,
             frame: &frame,
@@ -313,7 +301,7 @@ mod tests {
     fn a_job_dropped_unsent_hands_every_frame_back_to_its_connection() {
         let client = claimed(1, 42);
         drop(Job {
-            payload: Bytes::from_static(b"{}"),
+            frame: Bytes::from_static(b"\x81\x02{}"),
             targets: vec![Target {
                 client: client.clone(),
                 socket: 42,
