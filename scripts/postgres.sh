@@ -131,11 +131,32 @@ server_pids() {
   echo "$pid" $(pgrep -P "$pid" || true)
 }
 
+# Sends signal $1 to each server process, one at a time. A child may end between the listing
+# and the signal (a backend whose client left, reaped as soon as the postmaster runs): a
+# process that is gone is skipped, any other failure is an error. Freezing stops the postmaster
+# first (no new children); thawing resumes it last (it reaps nothing while the children wake).
 signal_server() {
-  local pids
+  local pids pid postmaster
   pids="$(server_pids)"
-  # shellcheck disable=SC2086
-  as_owner kill "-$1" $pids
+  postmaster="${pids%% *}"
+  if [[ "$1" == STOP ]]; then
+    pids="$postmaster ${pids#"$postmaster"}"
+  else
+    pids="${pids#"$postmaster"} $postmaster"
+  fi
+  for pid in $pids; do
+    if ! as_owner kill "-$1" "$pid" 2>/dev/null && kill -0 "$pid" 2>/dev/null; then
+      die "could not send SIG$1 to $pid"
+    fi
+  done
+  if [[ "$1" == CONT ]]; then
+    # Nothing of the cluster may stay stopped.
+    for pid in $(server_pids); do
+      if [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == T ]]; then
+        die "process $pid is still stopped after SIGCONT"
+      fi
+    done
+  fi
 }
 
 new_cluster() {
