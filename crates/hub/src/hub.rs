@@ -1,11 +1,24 @@
 //! The hub: channels with their sequence, epoch, history and tier-bucketed subscribers.
 //!
-//! Ordering rests on one rule: a channel's mutex is held while a publication is sequenced,
-//! remembered and pushed to every subscriber's outbox, and while a subscription takes its
-//! position, replays and joins. So every subscriber sees a channel's publications in `seq`
-//! order, and a (re)subscription sees each publication exactly once: either in its replay or
-//! live, never both, never neither. Pushing never blocks (see `client`), so the lock is held
-//! for the time it takes to clone an `Arc` per subscriber.
+//! Each channel has two locks. Its *log* (seq, history, latest value, the publications not
+//! yet pushed) is held briefly by every publication: sequencing and remembering a publication
+//! never waits for a fan-out. Its *subscribers* lock is held while pending publications are
+//! pushed to every subscriber's outbox, and while a subscription takes its position, replays
+//! and joins; the log is always locked after the subscribers, never before.
+//!
+//! Ordering rests on two rules. Pending publications are taken from the log in `seq` order
+//! and pushed under the subscribers lock, so every subscriber sees a channel's publications
+//! in `seq` order. And a subscription first pushes whatever is pending, then takes its
+//! position from the log with nothing pending, so it sees each publication exactly once:
+//! either in its replay or live, never both, never neither.
+//!
+//! Fan-out to a channel with many subscribers runs as a [`FanOut`] job on the executor the
+//! transport installs ([`Hub::with_fanout_executor`]), so the publisher is answered as soon as
+//! its publication is sequenced and remembered. One job at a time runs per channel and takes
+//! every publication pending when it looks, so publications that arrive during a fan-out are
+//! pushed together in the next pass: one outbox lock and one wake-up per subscriber for the
+//! lot. Past [`MAX_PENDING`] waiting publications the publisher pushes them itself, which
+//! makes it wait for the fan-out: pending publications are bounded.
 //!
 //! Subscribers are bucketed by tier so tier locking is decided once per bucket, not once per
 //! subscriber: a publication is serialized once as a full envelope and once as a `locked`
@@ -33,6 +46,13 @@ use crate::tier::{TierId, TierLadder};
 /// the same channel is queued for the connections to write (coalesced), not written directly.
 pub const DIRECT_MIN_GAP_MS: u64 = 5;
 
+/// At most this many publications wait for a channel's fan-out; the publisher of one more
+/// pushes them itself (and so waits for the fan-out in progress).
+pub const MAX_PENDING: usize = 1024;
+
+/// Runs fan-out jobs (see [`Hub::with_fanout_executor`]).
+pub type FanOutExecutor = Arc<dyn Fn(FanOut) + Send + Sync>;
+
 /// How the hub is tuned.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -45,6 +65,9 @@ pub struct HubConfig {
     pub history_rules: Vec<(Glob, HistoryLimits)>,
     /// Channels that send their latest publication to a new subscriber.
     pub latest_value: Vec<Glob>,
+    /// With an executor installed, fan-out to a channel with at least this many subscribers
+    /// runs as a job; to fewer, the publisher pushes (a job hand-off costs more than that).
+    pub defer_fanout_from: usize,
 }
 
 impl Default for HubConfig {
@@ -58,6 +81,7 @@ impl Default for HubConfig {
                 Glob::Prefix("price:".into()),
                 Glob::Prefix("market:".into()),
             ],
+            defer_fanout_from: 128,
         }
     }
 }
@@ -119,170 +143,115 @@ pub struct HubStats {
     pub direct_deliveries: u64,
 }
 
+/// A channel: immutable identity and its two locks (see the module documentation).
 #[derive(Debug)]
 struct Channel {
     name: Arc<str>,
     epoch: Arc<str>,
-    seq: u64,
     limits: HistoryLimits,
+    latest_value: bool,
+    /// Mirrors `Subscribers::count`, read without the lock to choose how to fan out.
+    subscriber_count: AtomicUsize,
+    subs: Mutex<Subscribers>,
+    log: Mutex<Log>,
+}
+
+#[derive(Debug, Default)]
+struct Subscribers {
+    /// Subscribers by tier rank.
+    buckets: Vec<HashMap<u64, Arc<Client>>>,
+    count: usize,
+    /// When the previous fan-out pass ended (hub clock), to tell bursts apart.
+    last_fanout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    seq: u64,
     history: History,
     /// The newest publication of a latest-value channel.
     latest: Option<Entry>,
-    latest_value: bool,
-    /// Subscribers by tier rank.
-    buckets: Vec<HashMap<u64, Arc<Client>>>,
-    subscribers: usize,
+    /// Sequenced publications not yet pushed to the subscribers, oldest first.
+    pending: Vec<Entry>,
+    /// A fan-out job was started and has not yet found `pending` empty.
+    fanning: bool,
     /// Set when garbage collection took the channel out of the map; whoever finds this
     /// must look the channel up again.
     removed: bool,
-    /// When the previous publication's fan-out ended (hub clock), to tell bursts apart.
-    last_publish_ms: Option<u64>,
 }
 
-/// The in-process hub. Share it with `Arc`.
+impl Channel {
+    fn set_count(&self, subs: &mut Subscribers, count: usize) {
+        subs.count = count;
+        self.subscriber_count.store(count, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a fan-out needs, shared by the hub and its jobs.
 #[derive(Debug)]
-pub struct Hub {
-    config: HubConfig,
-    channels: RwLock<HashMap<Arc<str>, Arc<Mutex<Channel>>>>,
+struct Delivery {
     started: Instant,
     clock_skew_ms: AtomicU64,
-    active_channels: AtomicUsize,
-    subscriptions: AtomicUsize,
-    publications: AtomicU64,
+    max_queue_bytes: usize,
     deliveries: AtomicU64,
     direct_deliveries: AtomicU64,
     /// Where publications to idle sockets go, when the transport offers a direct writer.
     direct: Option<Arc<dyn DirectSink>>,
 }
 
-fn lock(channel: &Mutex<Channel>) -> MutexGuard<'_, Channel> {
-    channel.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Hub {
-    pub fn new(config: HubConfig) -> Self {
-        Hub {
-            config,
-            channels: RwLock::new(HashMap::new()),
-            started: Instant::now(),
-            clock_skew_ms: AtomicU64::new(0),
-            active_channels: AtomicUsize::new(0),
-            subscriptions: AtomicUsize::new(0),
-            publications: AtomicU64::new(0),
-            deliveries: AtomicU64::new(0),
-            direct_deliveries: AtomicU64::new(0),
-            direct: None,
-        }
-    }
-
-    /// Hands publications to idle sockets to `sink` instead of waking their connections.
-    pub fn with_direct_sink(mut self, sink: Arc<dyn DirectSink>) -> Self {
-        self.direct = Some(sink);
-        self
-    }
-
-    pub fn config(&self) -> &HubConfig {
-        &self.config
-    }
-
-    pub fn ladder(&self) -> &TierLadder {
-        &self.config.ladder
-    }
-
-    /// Milliseconds on the hub's monotonic clock (drives history ttl).
-    pub fn now_ms(&self) -> u64 {
+impl Delivery {
+    fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64 + self.clock_skew_ms.load(Ordering::Relaxed)
     }
 
-    /// Moves the hub clock forward, so tests can expire history without sleeping.
-    pub fn advance_clock(&self, ms: u64) {
-        self.clock_skew_ms.fetch_add(ms, Ordering::Relaxed);
-    }
-
-    fn limits_for(&self, channel: &str) -> HistoryLimits {
-        self.config
-            .history_rules
-            .iter()
-            .find(|(glob, _)| glob.matches(channel))
-            .map(|(_, limits)| *limits)
-            .unwrap_or(self.config.history)
-    }
-
-    fn lookup(&self, name: &str) -> Option<Arc<Mutex<Channel>>> {
-        let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
-        map.get(name).cloned()
-    }
-
-    fn get_or_create(&self, name: &str) -> Arc<Mutex<Channel>> {
-        if let Some(channel) = self.lookup(name) {
-            return channel;
-        }
-        let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(Arc::from(name))
-            .or_insert_with_key(|key| {
-                Arc::new(Mutex::new(Channel {
-                    name: key.clone(),
-                    epoch: Arc::from(ids::random_token(8)),
-                    seq: 0,
-                    limits: self.limits_for(name),
-                    history: History::default(),
-                    latest: None,
-                    latest_value: self.config.latest_value.iter().any(|g| g.matches(name)),
-                    buckets: Vec::new(),
-                    subscribers: 0,
-                    removed: false,
-                    last_publish_ms: None,
-                }))
-            })
-            .clone()
-    }
-
-    /// Sequences `publication` on `channel`, remembers it and queues it to every subscriber.
-    pub fn publish(&self, channel: &str, publication: &Publication<'_>) -> Published {
-        let tier_name = publication.tier.map(|t| self.config.ladder.name(t));
+    /// Pushes `channel`'s pending publications, and any that arrive meanwhile, until none is
+    /// left. `job`: called by the channel's fan-out job, which ends the job when it finds
+    /// nothing left.
+    fn drain(&self, channel: &Channel, subs: &mut Subscribers, job: bool) {
         loop {
-            let handle = self.get_or_create(channel);
-            let mut ch = lock(&handle);
-            if ch.removed {
+            let batch = {
+                let mut log = lock(&channel.log);
+                if log.pending.is_empty() {
+                    if job {
+                        log.fanning = false;
+                    }
+                    return;
+                }
+                std::mem::take(&mut log.pending)
+            };
+            self.push_batch(subs, &batch);
+        }
+    }
+
+    /// Pushes `batch` (in `seq` order) to every subscriber: one outbox lock per subscriber,
+    /// or, for a lone publication after a quiet spell, claims for the direct writer.
+    fn push_batch(&self, subs: &mut Subscribers, batch: &[Entry]) {
+        let now = self.now_ms();
+        // In a burst, queueing lets each connection write many publications in one go;
+        // direct writes pay off when publications are apart (see `direct`). The gap is
+        // counted from the end of the previous fan-out, which takes a while to 10,000
+        // subscribers: back-to-back publications are a burst however long each takes.
+        let direct = match (&self.direct, batch) {
+            (Some(_), [_]) => subs
+                .last_fanout_ms
+                .is_none_or(|last| now.saturating_sub(last) >= DIRECT_MIN_GAP_MS),
+            _ => false,
+        };
+        let mut delivered = 0u64;
+        for (rank, bucket) in subs.buckets.iter().enumerate() {
+            if bucket.is_empty() {
                 continue;
             }
-            let now = self.now_ms();
-            ch.seq += 1;
-            let seq = ch.seq;
-            let full = envelope::full(publication, &ch.name, &ch.epoch, seq, tier_name);
-            let locked = publication.tier.filter(|t| *t > TierId::LOWEST).map(|t| {
-                let stub = envelope::locked(
-                    publication,
-                    &ch.name,
-                    &ch.epoch,
-                    seq,
-                    self.config.ladder.name(t),
-                );
-                (t, stub)
-            });
-            let entry = Entry {
-                seq,
-                at_ms: now,
-                full,
-                locked,
-            };
-            let mut delivered = 0u64;
-            // In a burst, queueing lets each connection write many publications in one go;
-            // direct writes pay off when publications are apart (see `direct`). The gap is
-            // counted from the end of the previous fan-out, which takes a while to 10,000
-            // subscribers: back-to-back publications are a burst however long each takes.
-            let direct = self.direct.is_some()
-                && ch
-                    .last_publish_ms
-                    .is_none_or(|last| now.saturating_sub(last) >= DIRECT_MIN_GAP_MS);
-            for (rank, bucket) in ch.buckets.iter().enumerate() {
-                if bucket.is_empty() {
-                    continue;
-                }
-                let payload = entry.for_tier(TierId(rank as u8));
+            let tier = TierId(rank as u8);
+            if let [entry] = batch {
+                let payload = entry.for_tier(tier);
                 let mut targets = Vec::new();
                 for client in bucket.values() {
-                    match client.offer(payload, self.config.max_queue_bytes, direct) {
+                    match client.offer(payload, self.max_queue_bytes, direct) {
                         Offer::Direct(socket) => targets.push(Target {
                             client: client.clone(),
                             socket,
@@ -296,25 +265,253 @@ impl Hub {
                     delivered += targets.len() as u64;
                     self.direct_deliveries
                         .fetch_add(targets.len() as u64, Ordering::Relaxed);
-                    // Still under the channel lock: the sink receives a channel's batches in
-                    // `seq` order (a claimed client queues later publications meanwhile).
+                    // Still under the subscribers lock: the sink receives a channel's
+                    // batches in `seq` order (a claimed client queues later ones meanwhile).
                     sink.send(payload, targets);
                 }
+            } else {
+                for client in bucket.values() {
+                    let frames = batch.iter().map(|entry| entry.for_tier(tier).clone());
+                    if client.push_all(frames, self.max_queue_bytes) == Push::Queued {
+                        delivered += batch.len() as u64;
+                    }
+                }
             }
-            ch.last_publish_ms = Some(self.now_ms());
-            let limits = ch.limits;
-            ch.history.prune(now, limits);
-            if ch.latest_value {
-                ch.latest = Some(entry.clone());
+        }
+        subs.last_fanout_ms = Some(self.now_ms());
+        self.deliveries.fetch_add(delivered, Ordering::Relaxed);
+    }
+}
+
+/// A channel's pending publications to push to its subscribers. Running it pushes them and
+/// any that arrive meanwhile; dropping it unrun runs it, so no publication is left behind.
+#[must_use = "a fan-out job delivers its channel's publications when run or dropped"]
+pub struct FanOut {
+    channel: Option<Arc<Channel>>,
+    delivery: Arc<Delivery>,
+}
+
+impl std::fmt::Debug for FanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FanOut")
+            .field("channel", &self.channel.as_ref().map(|c| &c.name))
+            .finish()
+    }
+}
+
+impl FanOut {
+    /// Pushes the channel's pending publications (blocking: run it where that is fine).
+    pub fn run(mut self) {
+        self.run_once();
+    }
+
+    fn run_once(&mut self) {
+        if let Some(channel) = self.channel.take() {
+            let mut subs = lock(&channel.subs);
+            self.delivery.drain(&channel, &mut subs, true);
+        }
+    }
+}
+
+impl Drop for FanOut {
+    fn drop(&mut self) {
+        self.run_once();
+    }
+}
+
+/// The in-process hub. Share it with `Arc`.
+pub struct Hub {
+    config: HubConfig,
+    channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
+    active_channels: AtomicUsize,
+    subscriptions: AtomicUsize,
+    publications: AtomicU64,
+    delivery: Arc<Delivery>,
+    /// Where fan-out jobs run; None: the publisher runs them.
+    executor: Option<FanOutExecutor>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.config)
+            .field("channels", &self.channel_count())
+            .field("executor", &self.executor.is_some())
+            .finish()
+    }
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        let max_queue_bytes = config.max_queue_bytes;
+        Hub {
+            config,
+            channels: RwLock::new(HashMap::new()),
+            active_channels: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
+            publications: AtomicU64::new(0),
+            delivery: Arc::new(Delivery {
+                started: Instant::now(),
+                clock_skew_ms: AtomicU64::new(0),
+                max_queue_bytes,
+                deliveries: AtomicU64::new(0),
+                direct_deliveries: AtomicU64::new(0),
+                direct: None,
+            }),
+            executor: None,
+        }
+    }
+
+    /// Hands publications to idle sockets to `sink` instead of waking their connections.
+    /// Call before anything is published.
+    pub fn with_direct_sink(mut self, sink: Arc<dyn DirectSink>) -> Self {
+        if let Some(delivery) = Arc::get_mut(&mut self.delivery) {
+            delivery.direct = Some(sink);
+        }
+        self
+    }
+
+    /// Runs fan-outs to channels with many subscribers (`defer_fanout_from`) as jobs on
+    /// `executor`, which must run each job, or drop it (dropping runs it in place).
+    pub fn with_fanout_executor(mut self, executor: FanOutExecutor) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    pub fn ladder(&self) -> &TierLadder {
+        &self.config.ladder
+    }
+
+    /// Milliseconds on the hub's monotonic clock (drives history ttl).
+    pub fn now_ms(&self) -> u64 {
+        self.delivery.now_ms()
+    }
+
+    /// Moves the hub clock forward, so tests can expire history without sleeping.
+    pub fn advance_clock(&self, ms: u64) {
+        self.delivery.clock_skew_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    fn limits_for(&self, channel: &str) -> HistoryLimits {
+        self.config
+            .history_rules
+            .iter()
+            .find(|(glob, _)| glob.matches(channel))
+            .map(|(_, limits)| *limits)
+            .unwrap_or(self.config.history)
+    }
+
+    fn lookup(&self, name: &str) -> Option<Arc<Channel>> {
+        let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).cloned()
+    }
+
+    fn get_or_create(&self, name: &str) -> Arc<Channel> {
+        if let Some(channel) = self.lookup(name) {
+            return channel;
+        }
+        let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(Arc::from(name))
+            .or_insert_with_key(|key| {
+                Arc::new(Channel {
+                    name: key.clone(),
+                    epoch: Arc::from(ids::random_token(8)),
+                    limits: self.limits_for(name),
+                    latest_value: self.config.latest_value.iter().any(|g| g.matches(name)),
+                    subscriber_count: AtomicUsize::new(0),
+                    subs: Mutex::new(Subscribers::default()),
+                    log: Mutex::new(Log::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Sequences `publication` on `channel` and remembers it; its fan-out to the subscribers
+    /// runs here, or as a job on the executor (see the module documentation).
+    pub fn publish(&self, channel: &str, publication: &Publication<'_>) -> Published {
+        let tier_name = publication.tier.map(|t| self.config.ladder.name(t));
+        loop {
+            let handle = self.get_or_create(channel);
+            let mut log = lock(&handle.log);
+            if log.removed {
+                continue;
             }
-            ch.history.push(entry, limits);
+            let now = self.now_ms();
+            log.seq += 1;
+            let seq = log.seq;
+            let full = envelope::full(publication, &handle.name, &handle.epoch, seq, tier_name);
+            let locked = publication.tier.filter(|t| *t > TierId::LOWEST).map(|t| {
+                let stub = envelope::locked(
+                    publication,
+                    &handle.name,
+                    &handle.epoch,
+                    seq,
+                    self.config.ladder.name(t),
+                );
+                (t, stub)
+            });
+            let entry = Entry {
+                seq,
+                at_ms: now,
+                full,
+                locked,
+            };
+            let limits = handle.limits;
+            log.history.prune(now, limits);
+            if handle.latest_value {
+                log.latest = Some(entry.clone());
+            }
+            log.history.push(entry.clone(), limits);
+            log.pending.push(entry);
+            let start_job = !log.fanning;
+            log.fanning = true;
+            let backlog = log.pending.len() > MAX_PENDING;
+            drop(log);
             self.publications.fetch_add(1, Ordering::Relaxed);
-            self.deliveries.fetch_add(delivered, Ordering::Relaxed);
-            return Published {
-                channel: ch.name.clone(),
-                epoch: ch.epoch.clone(),
+
+            let published = Published {
+                channel: handle.name.clone(),
+                epoch: handle.epoch.clone(),
                 seq,
             };
+            if start_job {
+                let job = FanOut {
+                    channel: Some(handle.clone()),
+                    delivery: self.delivery.clone(),
+                };
+                let many = handle.subscriber_count.load(Ordering::Relaxed)
+                    >= self.config.defer_fanout_from;
+                match &self.executor {
+                    Some(executor) if many => executor(job),
+                    _ => job.run(),
+                }
+            } else if backlog {
+                let mut subs = lock(&handle.subs);
+                self.delivery.drain(&handle, &mut subs, false);
+            }
+            return published;
+        }
+    }
+
+    /// Pushes every channel's pending publications now (say, before closing connections).
+    pub fn flush(&self) {
+        let channels: Vec<Arc<Channel>> = self
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for channel in channels {
+            if lock(&channel.log).pending.is_empty() {
+                continue;
+            }
+            let mut subs = lock(&channel.subs);
+            self.delivery.drain(&channel, &mut subs, false);
         }
     }
 
@@ -332,37 +529,51 @@ impl Hub {
         let mut order: Vec<usize> = (0..items.len()).collect();
         order.sort_by(|a, b| items[*a].channel.cmp(items[*b].channel));
         order.dedup_by(|a, b| items[*a].channel == items[*b].channel);
-        let handles: Vec<(usize, Arc<Mutex<Channel>>)> = loop {
+        let handles: Vec<(usize, Arc<Channel>)> = loop {
             let handles: Vec<_> = order
                 .iter()
                 .map(|&i| (i, self.get_or_create(items[i].channel)))
                 .collect();
             // A channel removed between look-up and lock is looked up again.
-            if handles.iter().all(|(_, h)| !lock(h).removed) {
+            if handles.iter().all(|(_, h)| !lock(&h.log).removed) {
                 break handles;
             }
         };
-        // Lock in name order (the order of `handles`) so concurrent subscribers can't deadlock.
-        let mut guards: Vec<(usize, MutexGuard<'_, Channel>)> =
-            handles.iter().map(|(i, h)| (*i, lock(h))).collect();
-        if guards.iter().any(|(_, g)| g.removed) {
+        // Lock in name order (the order of `handles`) so concurrent subscribers can't
+        // deadlock. Removal needs the subscribers lock, so what is checked now stays true.
+        let mut guards: Vec<(usize, &Channel, MutexGuard<'_, Subscribers>)> = handles
+            .iter()
+            .map(|(i, h)| (*i, &**h, lock(&h.subs)))
+            .collect();
+        if guards.iter().any(|(_, h, _)| lock(&h.log).removed) {
             drop(guards);
             return self.subscribe(client, tier, items, reply);
         }
-        guards.sort_by_key(|(i, _)| *i);
+        guards.sort_by_key(|(i, _, _)| *i);
         let now = self.now_ms();
         let mut positions = Vec::with_capacity(guards.len());
         let mut replays: Vec<Bytes> = Vec::new();
-        for (i, ch) in guards.iter_mut() {
+        for (i, ch, subs) in guards.iter_mut() {
             let item = &items[*i];
+            // Nothing pending, under the log lock: the position is the last publication
+            // pushed, and everything after it will be pushed to this subscriber too.
+            let mut log = loop {
+                let mut log = lock(&ch.log);
+                if log.pending.is_empty() {
+                    break log;
+                }
+                let batch = std::mem::take(&mut log.pending);
+                drop(log);
+                self.delivery.push_batch(subs, &batch);
+            };
             let limits = ch.limits;
-            ch.history.prune(now, limits);
+            log.history.prune(now, limits);
             let recovered = if item.held {
                 item.since.is_some()
             } else {
                 let recovered = match item.since {
                     Some(since) if *since.epoch == *ch.epoch => {
-                        match ch.history.since(since.seq, ch.seq) {
+                        match log.history.since(since.seq, log.seq) {
                             Some(missed) => {
                                 replays.extend(missed.map(|e| e.for_tier(tier).clone()));
                                 true
@@ -373,21 +584,22 @@ impl Hub {
                     _ => false,
                 };
                 if !recovered && ch.latest_value {
-                    if let Some(latest) = ch.latest.as_ref() {
+                    if let Some(latest) = log.latest.as_ref() {
                         replays.push(latest.for_tier(tier).clone());
                     }
                 }
                 let rank = tier.index();
-                if ch.buckets.len() <= rank {
-                    ch.buckets.resize_with(rank + 1, HashMap::new);
+                if subs.buckets.len() <= rank {
+                    subs.buckets.resize_with(rank + 1, HashMap::new);
                 }
-                if ch.buckets[rank]
+                if subs.buckets[rank]
                     .insert(client.id(), client.clone())
                     .is_none()
                 {
-                    ch.subscribers += 1;
+                    let count = subs.count + 1;
+                    ch.set_count(subs, count);
                     self.subscriptions.fetch_add(1, Ordering::Relaxed);
-                    if ch.subscribers == 1 {
+                    if count == 1 {
                         self.active_channels.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -396,7 +608,7 @@ impl Hub {
             positions.push(Position {
                 channel: ch.name.clone(),
                 epoch: ch.epoch.clone(),
-                seq: ch.seq,
+                seq: log.seq,
                 recovered,
             });
         }
@@ -409,23 +621,25 @@ impl Hub {
     }
 
     /// Removes `client_id` from `channel`'s bucket for `tier`. Unknown pairs are ignored.
+    /// Publications still pending then are not pushed to it.
     pub fn unsubscribe(&self, client_id: u64, channel: &str, tier: TierId) {
         let Some(handle) = self.lookup(channel) else {
             return;
         };
-        let mut ch = lock(&handle);
-        let removed = ch
+        let mut subs = lock(&handle.subs);
+        let removed = subs
             .buckets
             .get_mut(tier.index())
             .and_then(|bucket| bucket.remove(&client_id))
             .is_some();
         if removed {
-            ch.subscribers -= 1;
+            let count = subs.count - 1;
+            handle.set_count(&mut subs, count);
             self.subscriptions.fetch_sub(1, Ordering::Relaxed);
-            if ch.subscribers == 0 {
+            if count == 0 {
                 self.active_channels.fetch_sub(1, Ordering::Relaxed);
-                ch.buckets = Vec::new();
-            } else if let Some(bucket) = ch.buckets.get_mut(tier.index()) {
+                subs.buckets = Vec::new();
+            } else if let Some(bucket) = subs.buckets.get_mut(tier.index()) {
                 if bucket.is_empty() {
                     *bucket = HashMap::new();
                 }
@@ -434,7 +648,8 @@ impl Hub {
     }
 
     /// Moves `client` on `channel` from the `from` tier bucket to `to` (after a tier change),
-    /// atomically with respect to publications on the channel.
+    /// atomically with respect to publications on the channel: those published before the
+    /// move are pushed at the old tier first.
     pub fn rebucket(&self, client: &Arc<Client>, channel: &str, from: TierId, to: TierId) {
         if from == to {
             return;
@@ -442,17 +657,18 @@ impl Hub {
         let Some(handle) = self.lookup(channel) else {
             return;
         };
-        let mut ch = lock(&handle);
-        let Some(bucket) = ch.buckets.get_mut(from.index()) else {
+        let mut subs = lock(&handle.subs);
+        self.delivery.drain(&handle, &mut subs, false);
+        let Some(bucket) = subs.buckets.get_mut(from.index()) else {
             return;
         };
         if bucket.remove(&client.id()).is_none() {
             return;
         }
-        if ch.buckets.len() <= to.index() {
-            ch.buckets.resize_with(to.index() + 1, HashMap::new);
+        if subs.buckets.len() <= to.index() {
+            subs.buckets.resize_with(to.index() + 1, HashMap::new);
         }
-        ch.buckets[to.index()].insert(client.id(), client.clone());
+        subs.buckets[to.index()].insert(client.id(), client.clone());
     }
 
     /// History of `channel` after `since` (or the last `limit` when None), as a subscriber
@@ -465,26 +681,26 @@ impl Hub {
         tier: TierId,
     ) -> Option<HistoryPage> {
         let handle = self.lookup(channel)?;
-        let mut ch = lock(&handle);
-        let limits = ch.limits;
-        ch.history.prune(self.now_ms(), limits);
+        let mut log = lock(&handle.log);
+        let limits = handle.limits;
+        log.history.prune(self.now_ms(), limits);
         let publications: Vec<Bytes> = match since {
-            Some(after) => ch
+            Some(after) => log
                 .history
                 .last(usize::MAX)
                 .filter(|e| e.seq > after)
                 .take(limit)
                 .map(|e| e.for_tier(tier).clone())
                 .collect(),
-            None => ch
+            None => log
                 .history
                 .last(limit)
                 .map(|e| e.for_tier(tier).clone())
                 .collect(),
         };
         Some(HistoryPage {
-            epoch: ch.epoch.clone(),
-            seq: ch.seq,
+            epoch: handle.epoch.clone(),
+            seq: log.seq,
             publications,
         })
     }
@@ -492,7 +708,7 @@ impl Hub {
     /// Every subscriber of `channel` (copied out; for presence counts, not the hot path).
     pub fn subscribers(&self, channel: &str) -> Vec<Arc<Client>> {
         self.lookup(channel).map_or_else(Vec::new, |h| {
-            lock(&h)
+            lock(&h.subs)
                 .buckets
                 .iter()
                 .flat_map(|bucket| bucket.values().cloned())
@@ -502,23 +718,32 @@ impl Hub {
 
     /// How many connections subscribe to `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        self.lookup(channel).map_or(0, |h| lock(&h).subscribers)
+        self.lookup(channel)
+            .map_or(0, |h| h.subscriber_count.load(Ordering::Relaxed))
     }
 
     /// Forgets expired history and drops channels with no subscribers and nothing to
-    /// remember. A dropped channel that comes back gets a new epoch.
+    /// remember or deliver. A dropped channel that comes back gets a new epoch.
     pub fn collect_garbage(&self) {
         let now = self.now_ms();
         let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, handle| {
             // A channel busy right now is in use: keep it and look again next time.
-            let Ok(mut ch) = handle.try_lock() else {
+            let Ok(subs) = handle.subs.try_lock() else {
                 return true;
             };
-            let limits = ch.limits;
-            ch.history.prune(now, limits);
-            if ch.subscribers == 0 && ch.history.is_empty() && ch.latest.is_none() {
-                ch.removed = true;
+            let Ok(mut log) = handle.log.try_lock() else {
+                return true;
+            };
+            let limits = handle.limits;
+            log.history.prune(now, limits);
+            if subs.count == 0
+                && log.history.is_empty()
+                && log.latest.is_none()
+                && log.pending.is_empty()
+                && !log.fanning
+            {
+                log.removed = true;
                 false
             } else {
                 true
@@ -539,8 +764,8 @@ impl Hub {
             channels: self.active_channels.load(Ordering::Relaxed),
             subscriptions: self.subscriptions.load(Ordering::Relaxed),
             publications: self.publications.load(Ordering::Relaxed),
-            deliveries: self.deliveries.load(Ordering::Relaxed),
-            direct_deliveries: self.direct_deliveries.load(Ordering::Relaxed),
+            deliveries: self.delivery.deliveries.load(Ordering::Relaxed),
+            direct_deliveries: self.delivery.direct_deliveries.load(Ordering::Relaxed),
         }
     }
 }

@@ -276,16 +276,20 @@ fn a_slow_subscriber_overflows_alone() {
     assert!(!fast.is_closing());
 }
 
-#[test]
-fn concurrent_publishers_and_resubscribers_never_see_a_gap_or_duplicate() {
-    let hub = Arc::new(Hub::new(HubConfig {
+fn deep_history() -> HubConfig {
+    HubConfig {
         history: HistoryLimits {
             size: 10_000,
             ttl_ms: 600_000,
         },
         max_queue_bytes: 64 << 20,
         ..HubConfig::default()
-    }));
+    }
+}
+
+/// Four publishing threads and one client that keeps resubscribing with `since`: the
+/// client must see every seq exactly once, in order.
+fn resubscribe_under_concurrent_publishers(hub: Arc<Hub>) {
     let publishers: Vec<_> = (0..4)
         .map(|_| {
             let hub = hub.clone();
@@ -320,6 +324,197 @@ fn concurrent_publishers_and_resubscribers_never_see_a_gap_or_duplicate() {
     }
     let expected: Vec<u64> = (1..=seen.len() as u64).collect();
     assert_eq!(seen, expected);
+}
+
+#[test]
+fn concurrent_publishers_and_resubscribers_never_see_a_gap_or_duplicate() {
+    resubscribe_under_concurrent_publishers(Arc::new(Hub::new(deep_history())));
+}
+
+#[test]
+fn with_fan_out_jobs_on_other_threads_resubscribers_never_see_a_gap_or_duplicate() {
+    let hub = Hub::new(HubConfig {
+        defer_fanout_from: 0,
+        ..deep_history()
+    })
+    .with_fanout_executor(Arc::new(|job: FanOut| {
+        std::thread::spawn(move || job.run());
+    }));
+    resubscribe_under_concurrent_publishers(Arc::new(hub));
+}
+
+/// A hub whose fan-out jobs wait in a list until the test runs them.
+fn hub_with_held_jobs(config: HubConfig) -> (Hub, Arc<Mutex<Vec<FanOut>>>) {
+    let jobs: Arc<Mutex<Vec<FanOut>>> = Arc::default();
+    let held = jobs.clone();
+    let hub = Hub::new(HubConfig {
+        defer_fanout_from: 0,
+        ..config
+    })
+    .with_fanout_executor(Arc::new(move |job: FanOut| held.lock().unwrap().push(job)));
+    (hub, jobs)
+}
+
+fn run_jobs(jobs: &Mutex<Vec<FanOut>>) -> usize {
+    let taken: Vec<FanOut> = std::mem::take(&mut *jobs.lock().unwrap());
+    let n = taken.len();
+    taken.into_iter().for_each(FanOut::run);
+    n
+}
+
+fn seqs(frames: &[serde_json::Value]) -> Vec<u64> {
+    frames.iter().filter_map(|f| f["seq"].as_u64()).collect()
+}
+
+#[test]
+fn a_deferred_publication_is_sequenced_and_remembered_before_its_fan_out_runs() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "signals", None);
+    drain(&c);
+    assert_eq!(publish(&hub, "signals", None).seq, 1);
+    let page = hub.history("signals", None, 10, TierId::LOWEST).unwrap();
+    assert_eq!((page.seq, page.publications.len()), (1, 1));
+    assert!(drain(&c).is_empty(), "pushed before the job ran");
+    assert_eq!(run_jobs(&jobs), 1);
+    assert_eq!(seqs(&drain(&c)), [1]);
+    assert_eq!(hub.stats().deliveries, 1);
+}
+
+#[test]
+fn publications_that_arrive_during_a_fan_out_are_pushed_together_by_the_one_job() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "signals", None);
+    drain(&c);
+    for _ in 0..3 {
+        publish(&hub, "signals", None);
+    }
+    assert_eq!(run_jobs(&jobs), 1, "one job per channel at a time");
+    assert_eq!(seqs(&drain(&c)), [1, 2, 3]);
+    assert_eq!(hub.stats().deliveries, 3);
+    // The job found nothing left and ended: the next publication starts another.
+    publish(&hub, "signals", None);
+    assert_eq!(run_jobs(&jobs), 1);
+    assert_eq!(seqs(&drain(&c)), [4]);
+}
+
+#[test]
+fn a_subscription_pushes_pending_publications_first_and_sees_each_exactly_once() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
+    let early = client(1);
+    sub(&hub, &early, TierId::LOWEST, "signals", None);
+    drain(&early);
+    publish(&hub, "signals", None);
+    publish(&hub, "signals", None);
+    let late = client(2);
+    let pos = sub(&hub, &late, TierId::LOWEST, "signals", None);
+    assert_eq!(pos.seq, 2, "the position counts the pending publications");
+    assert_eq!(seqs(&drain(&early)), [1, 2], "pushed by the subscription");
+    assert_eq!(drain(&late).len(), 1, "only the subscribed reply");
+    run_jobs(&jobs);
+    assert!(drain(&early).is_empty() && drain(&late).is_empty());
+    publish(&hub, "signals", None);
+    run_jobs(&jobs);
+    assert_eq!(seqs(&drain(&early)), [3]);
+    assert_eq!(seqs(&drain(&late)), [3]);
+}
+
+#[test]
+fn a_fan_out_job_dropped_unrun_still_delivers() {
+    let hub = Hub::new(HubConfig {
+        defer_fanout_from: 0,
+        ..HubConfig::default()
+    })
+    .with_fanout_executor(Arc::new(drop));
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "signals", None);
+    drain(&c);
+    publish(&hub, "signals", None);
+    assert_eq!(seqs(&drain(&c)), [1]);
+}
+
+#[test]
+fn past_max_pending_the_publisher_pushes_the_backlog_itself() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "signals", None);
+    drain(&c);
+    for _ in 0..MAX_PENDING {
+        publish(&hub, "signals", None);
+    }
+    assert!(drain(&c).is_empty());
+    publish(&hub, "signals", None);
+    let expected: Vec<u64> = (1..=MAX_PENDING as u64 + 1).collect();
+    assert_eq!(seqs(&drain(&c)), expected);
+    run_jobs(&jobs);
+    assert!(drain(&c).is_empty());
+}
+
+#[test]
+fn small_channels_fan_out_in_the_publisher_even_with_an_executor() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
+    let hub = Hub {
+        config: HubConfig {
+            defer_fanout_from: 2,
+            ..hub.config.clone()
+        },
+        ..hub
+    };
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "signals", None);
+    drain(&c);
+    publish(&hub, "signals", None);
+    assert_eq!(seqs(&drain(&c)), [1]);
+    assert_eq!(run_jobs(&jobs), 0);
+}
+
+#[test]
+fn garbage_collection_keeps_a_channel_until_its_fan_out_ran() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig {
+        history: HistoryLimits {
+            size: 0,
+            ttl_ms: 1000,
+        },
+        ..HubConfig::default()
+    });
+    publish(&hub, "quiet", None);
+    hub.collect_garbage();
+    assert_eq!(hub.channel_count(), 1);
+    run_jobs(&jobs);
+    hub.collect_garbage();
+    assert_eq!(hub.channel_count(), 0);
+}
+
+#[test]
+fn rebucketing_pushes_pending_publications_at_the_old_tier_first() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
+    let premium = TierLadder::default().parse("premium").unwrap();
+    let c = client(1);
+    sub(&hub, &c, premium, "signals", None);
+    drain(&c);
+    publish(&hub, "signals", Some(premium));
+    hub.rebucket(&c, "signals", premium, TierId::LOWEST);
+    publish(&hub, "signals", Some(premium));
+    run_jobs(&jobs);
+    let frames = drain(&c);
+    assert_eq!(frames[0]["type"], "signal");
+    assert_eq!(frames[1]["type"], "locked");
+}
+
+#[test]
+fn flush_pushes_every_pending_publication() {
+    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "a", None);
+    sub(&hub, &c, TierId::LOWEST, "b", None);
+    drain(&c);
+    publish(&hub, "a", None);
+    publish(&hub, "b", None);
+    hub.flush();
+    assert_eq!(drain(&c).len(), 2);
+    run_jobs(&jobs);
+    assert!(drain(&c).is_empty());
 }
 
 #[test]

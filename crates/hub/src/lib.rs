@@ -4,7 +4,8 @@
 //! shared by every transport (WebSocket, SSE, long-poll) and source (HTTP API, feeds).
 //!
 //! # Layout
-//! - [`hub`]: channels with per-channel `epoch` and `seq`, history, tier-bucketed fan-out.
+//! - [`hub`]: channels with per-channel `epoch` and `seq`, history, tier-bucketed fan-out
+//!   (batched, and run as a job beside the publisher for large channels).
 //! - [`client`]: the state a connection shares with the hub (bounded outbox, identity).
 //! - [`direct`]: the hook for writing publications straight to idle sockets in batches.
 //! - [`envelope`]: publication envelopes and `locked` stubs, serialized once.
@@ -32,5 +33,7 @@ pub mod typed;
 pub use client::{AuthKind, Client, Identity, Offer, Push};
 pub use direct::{DirectSink, Target};
 pub use envelope::Publication;
-pub use hub::{Hub, HubConfig, HubStats, Position, Published, Since, SubscribeItem};
+pub use hub::{
+    FanOut, FanOutExecutor, Hub, HubConfig, HubStats, Position, Published, Since, SubscribeItem,
+};
 pub use tier::{TierId, TierLadder};

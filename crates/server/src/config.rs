@@ -846,6 +846,7 @@ impl Config {
             history,
             history_rules,
             latest_value,
+            ..HubConfig::default()
         };
         Ok(Config {
             listen,

@@ -147,4 +147,6 @@ fn announce_shutdown(state: &AppState) {
             data: &data,
         },
     );
+    // Pushed now, before the connections are told to close.
+    state.hub.flush();
 }

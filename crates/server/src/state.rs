@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use signalhub_hub::{Hub, Identity, TierId};
+use signalhub_hub::{FanOut, Hub, Identity, TierId};
 
 use crate::auth::{NonceStore, Principal};
 
@@ -79,7 +79,10 @@ impl AppState {
     }
 
     pub fn new(config: Config, store: Store) -> Self {
-        let hub = with_direct_writer(Hub::new(config.hub.clone()), config.io_uring);
+        let hub = with_fanout_jobs(with_direct_writer(
+            Hub::new(config.hub.clone()),
+            config.io_uring,
+        ));
         let idempotency = Idempotency::new(config.dedup_window_s);
         let keys = KeyRing::new(&config.api_keys);
         AppState(Arc::new(Shared {
@@ -173,6 +176,20 @@ impl AppState {
     pub async fn stopped(&self) {
         let mut rx = self.stop_signal.subscribe();
         let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// Runs the hub's fan-out jobs on tokio's blocking pool: a publish is answered once its
+/// publication is sequenced and remembered, while the fan-out to thousands of sockets runs
+/// beside it (and picks up the publications that arrive meanwhile). Outside a runtime the
+/// publisher fans out itself.
+fn with_fanout_jobs(hub: Hub) -> Hub {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => hub.with_fanout_executor(Arc::new(move |job: FanOut| {
+            // A runtime shutting down drops the task unrun, and dropping a job runs it.
+            drop(runtime.spawn_blocking(move || job.run()));
+        })),
+        Err(_) => hub,
     }
 }
 
