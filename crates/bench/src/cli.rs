@@ -95,7 +95,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 500)]
     pub concurrency: usize,
 
-    /// Worker processes holding the connections [default: ceil(connections / 15000)].
+    /// Worker processes holding the connections [default: one per core, but at most one per
+    /// 1,000 connections and at least ceil(connections / 15000)].
     #[arg(long)]
     pub workers: Option<usize>,
 

@@ -19,6 +19,8 @@ use crate::target::{parse_target, source_base, Target, MAX_SOURCE_IPS};
 
 /// Connections one worker process holds by default.
 const CONNECTIONS_PER_WORKER: usize = 15_000;
+/// Below this many connections per core, fewer worker processes than cores are started.
+const MIN_CONNECTIONS_PER_CORE_WORKER: usize = 1_000;
 /// File descriptors a worker keeps for itself besides its connections.
 const SPARE_FDS: u64 = 64;
 
@@ -41,7 +43,10 @@ fn valid_channel(name: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || b"_.:@-".contains(&c))
 }
 
-fn plan(args: &RunArgs, nofile: u64) -> Result<Plan, String> {
+/// `cores`: the machine's cores; by default each gets a reader process (a reader is one
+/// thread, and one thread reading 10,000 sockets takes 60-90 ms per publication here, which
+/// a single reader would add to every latency it measures).
+fn plan(args: &RunArgs, nofile: u64, cores: usize) -> Result<Plan, String> {
     let n = args.connections;
     if args.server_bin.is_none() && !(args.server_args.is_empty() && args.server_env.is_empty()) {
         return Err("--server-arg and --server-env need --server-bin".into());
@@ -104,7 +109,10 @@ fn plan(args: &RunArgs, nofile: u64) -> Result<Plan, String> {
     }
     let workers = args
         .workers
-        .unwrap_or_else(|| n.div_ceil(CONNECTIONS_PER_WORKER))
+        .unwrap_or_else(|| {
+            n.div_ceil(CONNECTIONS_PER_WORKER)
+                .max(cores.min(n.div_ceil(MIN_CONNECTIONS_PER_CORE_WORKER)))
+        })
         .clamp(1, n);
     let per_worker = n.div_ceil(workers);
     if per_worker as u64 + SPARE_FDS > nofile {
@@ -128,7 +136,8 @@ fn plan(args: &RunArgs, nofile: u64) -> Result<Plan, String> {
 pub async fn run(args: RunArgs) -> Result<Report, String> {
     let nofile =
         crate::sys::raise_nofile_limit().map_err(|e| format!("cannot raise RLIMIT_NOFILE: {e}"))?;
-    let plan = plan(&args, nofile)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let plan = plan(&args, nofile, cores)?;
     if let Some(bin) = &args.server_bin {
         let api_key = format!("bench-{:x}{:x}", unix_ns(), std::process::id());
         let server = start_server(bin, &args.server_args, &args.server_env, &api_key)
@@ -541,52 +550,75 @@ mod tests {
 
     #[test]
     fn default_plan() {
-        let p = plan(&args(&["--connections", "19000"]), 20_000).unwrap();
+        let p = plan(&args(&["--connections", "19000"]), 20_000, 2).unwrap();
         assert_eq!((p.workers, p.per_worker, p.source_ips), (2, 9500, 19));
-        let p = plan(&args(&["--connections", "200"]), 20_000).unwrap();
+        let p = plan(&args(&["--connections", "200"]), 20_000, 2).unwrap();
         assert_eq!((p.workers, p.per_worker, p.source_ips), (1, 200, 1));
-        let p = plan(&args(&["--connections", "30001"]), 20_000).unwrap();
+        // One reader per core once each has 1,000 connections to read.
+        let p = plan(&args(&["--connections", "10000"]), 20_000, 2).unwrap();
+        assert_eq!((p.workers, p.per_worker), (2, 5000));
+        let p = plan(&args(&["--connections", "10000"]), 20_000, 1).unwrap();
+        assert_eq!((p.workers, p.per_worker), (1, 10000));
+        let p = plan(&args(&["--connections", "3000"]), 20_000, 8).unwrap();
+        assert_eq!((p.workers, p.per_worker), (3, 1000));
+        let p = plan(&args(&["--connections", "30001"]), 20_000, 2).unwrap();
         assert_eq!((p.workers, p.per_worker), (3, 10001));
     }
 
     #[test]
     fn plan_refusals() {
-        assert!(plan(&args(&["--connections", "19000", "--workers", "1"]), 19_000).is_err());
-        assert!(plan(&args(&["--connections", "1000001"]), 20_000).is_err());
-        assert!(plan(&args(&["--server-env", "A=b"]), 20_000).is_err());
-        assert!(plan(&args(&["--server-arg", "--demo"]), 20_000).is_err());
-        assert!(plan(&args(&["--channels", "2", "--channel", "x"]), 20_000).is_err());
-        assert!(plan(&args(&["--mode", "signals", "--channels", "2"]), 20_000).is_err());
-        assert!(plan(&args(&["--channel", "a b"]), 20_000).is_err());
-        assert!(plan(&args(&["--mode", "signals", "--pair", "eur/usd"]), 20_000).is_err());
-        assert!(plan(&args(&["--connections", "5", "--channels", "6"]), 20_000).is_err());
-        assert!(plan(&args(&["--rate=-1"]), 20_000).is_err());
-        assert!(plan(&args(&["--ws-path", "ws"]), 20_000).is_err());
+        assert!(plan(
+            &args(&["--connections", "19000", "--workers", "1"]),
+            19_000,
+            2
+        )
+        .is_err());
+        assert!(plan(&args(&["--connections", "1000001"]), 20_000, 2).is_err());
+        assert!(plan(&args(&["--server-env", "A=b"]), 20_000, 2).is_err());
+        assert!(plan(&args(&["--server-arg", "--demo"]), 20_000, 2).is_err());
+        assert!(plan(&args(&["--channels", "2", "--channel", "x"]), 20_000, 2).is_err());
+        assert!(plan(&args(&["--mode", "signals", "--channels", "2"]), 20_000, 2).is_err());
+        assert!(plan(&args(&["--channel", "a b"]), 20_000, 2).is_err());
+        assert!(plan(
+            &args(&["--mode", "signals", "--pair", "eur/usd"]),
+            20_000,
+            2
+        )
+        .is_err());
+        assert!(plan(&args(&["--connections", "5", "--channels", "6"]), 20_000, 2).is_err());
+        assert!(plan(&args(&["--rate=-1"]), 20_000, 2).is_err());
+        assert!(plan(&args(&["--ws-path", "ws"]), 20_000, 2).is_err());
     }
 
     #[test]
     fn store_only_and_one_channel_plans() {
-        let p = plan(&args(&["--connections", "0", "--mode", "signals"]), 20_000).unwrap();
+        let p = plan(
+            &args(&["--connections", "0", "--mode", "signals"]),
+            20_000,
+            2,
+        )
+        .unwrap();
         assert_eq!((p.workers, p.per_worker, p.source_ips), (0, 0, 0));
         assert_eq!(p.channel.as_deref(), Some("signals:pair:BENCH-USD"));
         let p = plan(
             &args(&["--mode", "signals", "--channel", "unified"]),
             20_000,
+            2,
         )
         .unwrap();
         assert_eq!(p.channel.as_deref(), Some("unified"));
-        let p = plan(&args(&["--connections", "0"]), 20_000).unwrap();
+        let p = plan(&args(&["--connections", "0"]), 20_000, 2).unwrap();
         assert_eq!((p.workers, p.channel), (0, None));
-        let p = plan(&args(&["--channel", "signals:type:BUY"]), 20_000).unwrap();
+        let p = plan(&args(&["--channel", "signals:type:BUY"]), 20_000, 2).unwrap();
         assert_eq!(p.channel.as_deref(), Some("signals:type:BUY"));
     }
 
     #[test]
     fn uneven_workers() {
-        let p = plan(&args(&["--connections", "10", "--workers", "4"]), 20_000).unwrap();
+        let p = plan(&args(&["--connections", "10", "--workers", "4"]), 20_000, 2).unwrap();
         // 3 + 3 + 3 + 1
         assert_eq!((p.workers, p.per_worker), (4, 3));
-        let p = plan(&args(&["--connections", "10", "--workers", "6"]), 20_000).unwrap();
+        let p = plan(&args(&["--connections", "10", "--workers", "6"]), 20_000, 2).unwrap();
         // 2 x 5: a sixth worker would have nothing to hold.
         assert_eq!((p.workers, p.per_worker), (5, 2));
     }

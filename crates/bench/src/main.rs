@@ -16,8 +16,10 @@
 //!   its `listening on` line, or targets a running one (`--url`,
 //!   `--api-key`, optional `--server-pid` for the /proc readings). Only loopback targets are
 //!   accepted (127.0.0.0/8, ::1, localhost).
-//! * Connections are held by `--workers` child processes (default one per 15,000
-//!   connections; each process may have at most 20,000 open files). The coordinator
+//! * Connections are held by `--workers` child processes (default one per core, as a
+//!   single-threaded reader of 10,000 sockets would add its own 60-90 ms per publication to
+//!   the latencies; at most one per 1,000 connections and at least one per 15,000, since each
+//!   process may have at most 20,000 open files). The coordinator
 //!   re-executes itself as `signalhub-bench worker ...` and talks line-based JSON over the
 //!   child's stdin/stdout (see protocol.rs). Each worker uses a current-thread runtime
 //!   (`--worker-threads` for more) and its own lean WebSocket client (ws.rs: 4 KiB read
