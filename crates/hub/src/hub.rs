@@ -497,7 +497,8 @@ impl Hub {
         }
     }
 
-    /// Pushes every channel's pending publications now (say, before closing connections).
+    /// Pushes every channel's pending publications now and waits for fan-out passes in
+    /// progress to end (say, before closing connections).
     pub fn flush(&self) {
         let channels: Vec<Arc<Channel>> = self
             .channels
@@ -507,7 +508,13 @@ impl Hub {
             .cloned()
             .collect();
         for channel in channels {
-            if lock(&channel.log).pending.is_empty() {
+            // A running job may have taken the pending publications and still be pushing
+            // them: taking the subscribers lock waits for its pass to end.
+            let idle = {
+                let log = lock(&channel.log);
+                log.pending.is_empty() && !log.fanning
+            };
+            if idle {
                 continue;
             }
             let mut subs = lock(&channel.subs);

@@ -602,3 +602,62 @@ fn a_burst_is_queued_for_the_connections_to_coalesce() {
     publish(&hub, "prices", None);
     assert_eq!(lock_sent(&sink.sent).len(), 2);
 }
+
+/// A direct sink that holds the first `send` until released, to catch a fan-out mid-pass.
+#[derive(Debug, Default)]
+struct GateSink {
+    entered: Mutex<bool>,
+    released: Mutex<bool>,
+    done: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl GateSink {
+    fn wait(&self, flag: &Mutex<bool>) {
+        let mut set = flag.lock().unwrap();
+        while !*set {
+            set = self.changed.wait(set).unwrap();
+        }
+    }
+
+    fn set(&self, flag: &Mutex<bool>) {
+        *flag.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+}
+
+impl DirectSink for GateSink {
+    fn send(&self, payload: &Bytes, targets: Vec<Target>) {
+        self.set(&self.entered);
+        self.wait(&self.released);
+        RecordingSink::default().send(payload, targets);
+        self.set(&self.done);
+    }
+}
+
+#[test]
+fn flush_waits_for_a_fan_out_pass_in_progress() {
+    let sink = Arc::new(GateSink::default());
+    let hub = Hub::new(HubConfig {
+        defer_fanout_from: 0,
+        ..HubConfig::default()
+    })
+    .with_direct_sink(sink.clone())
+    .with_fanout_executor(Arc::new(|job: FanOut| {
+        std::thread::spawn(move || job.run());
+    }));
+    let _parked = parked_subscriber(&hub, 1, "system");
+    publish(&hub, "system", None);
+    // The job took the publication and is inside the sink: nothing is pending any more.
+    sink.wait(&sink.entered);
+    let releaser = {
+        let sink = sink.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            sink.set(&sink.released);
+        })
+    };
+    hub.flush();
+    assert!(*sink.done.lock().unwrap(), "flush returned mid-pass");
+    releaser.join().unwrap();
+}
