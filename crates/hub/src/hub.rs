@@ -212,6 +212,7 @@ impl Delivery {
     /// left. `job`: called by the channel's fan-out job, which ends the job when it finds
     /// nothing left.
     fn drain(&self, channel: &Channel, subs: &mut Subscribers, job: bool) {
+        let _unwind = EndJobOnPanic { channel, job };
         loop {
             let batch = {
                 let mut log = lock(&channel.log);
@@ -280,6 +281,21 @@ impl Delivery {
         }
         subs.last_fanout_ms = Some(self.now_ms());
         self.deliveries.fetch_add(delivered, Ordering::Relaxed);
+    }
+}
+
+/// Ends a fan-out job that panics mid-pass (a transport's sink, say), so that the next
+/// publication starts a new one instead of waiting behind a job that no longer exists.
+struct EndJobOnPanic<'a> {
+    channel: &'a Channel,
+    job: bool,
+}
+
+impl Drop for EndJobOnPanic<'_> {
+    fn drop(&mut self) {
+        if self.job && std::thread::panicking() {
+            lock(&self.channel.log).fanning = false;
+        }
     }
 }
 
