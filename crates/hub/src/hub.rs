@@ -18,7 +18,10 @@
 //! every publication pending when it looks, so publications that arrive during a fan-out are
 //! pushed together in the next pass: one outbox lock and one wake-up per subscriber for the
 //! lot. Past [`MAX_PENDING`] waiting publications the publisher pushes them itself, which
-//! makes it wait for the fan-out: pending publications are bounded.
+//! makes it wait for the fan-out: pending publications are bounded. A publisher that fans
+//! out a small channel itself pushes at most [`INLINE_PASSES`] batches (others' publications
+//! that came meanwhile) before handing the job to the executor, so no request is kept
+//! pushing for everyone else.
 //!
 //! Subscribers are bucketed by tier so tier locking is decided once per bucket, not once per
 //! subscriber: a publication is serialized once as a full envelope and once as a `locked`
@@ -49,6 +52,10 @@ pub const DIRECT_MIN_GAP_MS: u64 = 5;
 /// At most this many publications wait for a channel's fan-out; the publisher of one more
 /// pushes them itself (and so waits for the fan-out in progress).
 pub const MAX_PENDING: usize = 1024;
+
+/// A publisher that fans out a small channel itself pushes at most this many batches (the
+/// later ones published by others meanwhile) before handing the rest to the executor.
+pub const INLINE_PASSES: usize = 4;
 
 /// Runs fan-out jobs (see [`Hub::with_fanout_executor`]).
 pub type FanOutExecutor = Arc<dyn Fn(FanOut) + Send + Sync>;
@@ -212,20 +219,33 @@ impl Delivery {
     /// left. `job`: called by the channel's fan-out job, which ends the job when it finds
     /// nothing left.
     fn drain(&self, channel: &Channel, subs: &mut Subscribers, job: bool) {
+        self.drain_passes(channel, subs, job, usize::MAX);
+    }
+
+    /// [`Delivery::drain`] for at most `passes` batches; false when publications are still
+    /// pending after them (a job then stays the channel's job).
+    fn drain_passes(
+        &self,
+        channel: &Channel,
+        subs: &mut Subscribers,
+        job: bool,
+        passes: usize,
+    ) -> bool {
         let _unwind = EndJobOnPanic { channel, job };
-        loop {
+        for _ in 0..passes {
             let batch = {
                 let mut log = lock(&channel.log);
                 if log.pending.is_empty() {
                     if job {
                         log.fanning = false;
                     }
-                    return;
+                    return true;
                 }
                 std::mem::take(&mut log.pending)
             };
             self.push_batch(subs, &batch);
         }
+        false
     }
 
     /// Pushes `batch` (in `seq` order) to every subscriber: one outbox lock per subscriber,
@@ -325,6 +345,23 @@ impl FanOut {
         if let Some(channel) = self.channel.take() {
             let mut subs = lock(&channel.subs);
             self.delivery.drain(&channel, &mut subs, true);
+        }
+    }
+
+    /// Runs at most `passes` batches; returns the job when publications are still pending
+    /// (others kept publishing meanwhile), to be finished elsewhere.
+    fn run_passes(mut self, passes: usize) -> Option<FanOut> {
+        let channel = self.channel.take()?;
+        let done = {
+            let mut subs = lock(&channel.subs);
+            self.delivery
+                .drain_passes(&channel, &mut subs, true, passes)
+        };
+        if done {
+            None
+        } else {
+            self.channel = Some(channel);
+            Some(self)
         }
     }
 }
@@ -503,7 +540,13 @@ impl Hub {
                     >= self.config.defer_fanout_from;
                 match &self.executor {
                     Some(executor) if many => executor(job),
-                    _ => job.run(),
+                    // A publisher pushes a few passes for others at most, then hands over.
+                    Some(executor) => {
+                        if let Some(rest) = job.run_passes(INLINE_PASSES) {
+                            executor(rest);
+                        }
+                    }
+                    None => job.run(),
                 }
             } else if backlog {
                 let mut subs = lock(&handle.subs);

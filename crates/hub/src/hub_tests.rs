@@ -847,3 +847,54 @@ fn with_fan_out_jobs_under_load_with_gc_and_rebucketing_every_client_sees_every_
     }));
     stress_subscribe_rebucket_gc(Arc::new(hub));
 }
+
+/// A connection's waker that, on each wake-up, takes what was pushed, waits again and
+/// publishes once more on the channel (as another publisher would meanwhile).
+struct Republish {
+    hub: std::sync::Weak<Hub>,
+    client: Arc<Client>,
+    wakes: AtomicUsize,
+}
+
+impl std::task::Wake for Republish {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let waker = Waker::from(self.clone());
+        self.client.take(&mut VecDeque::new(), &waker);
+        if self.wakes.fetch_add(1, Ordering::SeqCst) < 100 {
+            publish(&self.hub.upgrade().unwrap(), "busy", None);
+        }
+    }
+}
+
+#[test]
+fn a_publisher_fanning_out_a_small_channel_hands_what_others_keep_publishing_to_the_executor() {
+    let jobs: Arc<Mutex<Vec<FanOut>>> = Arc::default();
+    let held = jobs.clone();
+    let hub = Arc::new(
+        Hub::new(HubConfig {
+            defer_fanout_from: usize::MAX,
+            ..HubConfig::default()
+        })
+        .with_fanout_executor(Arc::new(move |job: FanOut| held.lock().unwrap().push(job))),
+    );
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "busy", None);
+    let republish = Arc::new(Republish {
+        hub: Arc::downgrade(&hub),
+        client: c.clone(),
+        wakes: AtomicUsize::new(0),
+    });
+    c.take(&mut VecDeque::new(), &Waker::from(republish.clone()));
+    publish(&hub, "busy", None);
+    // The publisher pushed its own publication and three published meanwhile, then handed
+    // the channel's job over with one still pending.
+    assert_eq!(republish.wakes.load(Ordering::SeqCst), INLINE_PASSES);
+    assert_eq!(run_jobs(&jobs), 1);
+    assert_eq!(republish.wakes.load(Ordering::SeqCst), 101);
+    assert_eq!(hub.stats().publications, 101);
+    assert_eq!(hub.stats().deliveries, 101);
+}
