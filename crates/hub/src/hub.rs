@@ -157,7 +157,7 @@ struct Channel {
     epoch: Arc<str>,
     limits: HistoryLimits,
     latest_value: bool,
-    /// Mirrors `Subscribers::count`, read without the lock to choose how to fan out.
+    /// How many subscribers: changed under `subs`, read without it to choose how to fan out.
     subscriber_count: AtomicUsize,
     subs: Mutex<Subscribers>,
     log: Mutex<Log>,
@@ -167,7 +167,6 @@ struct Channel {
 struct Subscribers {
     /// Subscribers by tier rank.
     buckets: Vec<HashMap<u64, Arc<Client>>>,
-    count: usize,
     /// When the previous fan-out pass ended (hub clock), to tell bursts apart.
     last_fanout_ms: Option<u64>,
 }
@@ -185,13 +184,6 @@ struct Log {
     /// Set when garbage collection took the channel out of the map; whoever finds this
     /// must look the channel up again.
     removed: bool,
-}
-
-impl Channel {
-    fn set_count(&self, subs: &mut Subscribers, count: usize) {
-        subs.count = count;
-        self.subscriber_count.store(count, Ordering::Relaxed);
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -215,30 +207,30 @@ impl Delivery {
         self.started.elapsed().as_millis() as u64 + self.clock_skew_ms.load(Ordering::Relaxed)
     }
 
-    /// Pushes `channel`'s pending publications, and any that arrive meanwhile, until none is
-    /// left. `job`: called by the channel's fan-out job, which ends the job when it finds
-    /// nothing left.
-    fn drain(&self, channel: &Channel, subs: &mut Subscribers, job: bool) {
-        self.drain_passes(channel, subs, job, usize::MAX);
+    /// Pushes `channel`'s pending publications, and any that arrive meanwhile, and returns
+    /// its log, locked, with nothing pending.
+    fn settle<'c>(&self, channel: &'c Channel, subs: &mut Subscribers) -> MutexGuard<'c, Log> {
+        loop {
+            let mut log = lock(&channel.log);
+            if log.pending.is_empty() {
+                return log;
+            }
+            let batch = std::mem::take(&mut log.pending);
+            drop(log);
+            self.push_batch(subs, &batch);
+        }
     }
 
-    /// [`Delivery::drain`] for at most `passes` batches; false when publications are still
-    /// pending after them (a job then stays the channel's job).
-    fn drain_passes(
-        &self,
-        channel: &Channel,
-        subs: &mut Subscribers,
-        job: bool,
-        passes: usize,
-    ) -> bool {
-        let _unwind = EndJobOnPanic { channel, job };
+    /// The channel's fan-out job: pushes at most `passes` batches of pending publications,
+    /// and ends the job once it finds none. False when some are still pending after them
+    /// (the job then goes on elsewhere).
+    fn run_job(&self, channel: &Channel, subs: &mut Subscribers, passes: usize) -> bool {
+        let _unwind = EndJobOnPanic(channel);
         for _ in 0..passes {
             let batch = {
                 let mut log = lock(&channel.log);
                 if log.pending.is_empty() {
-                    if job {
-                        log.fanning = false;
-                    }
+                    log.fanning = false;
                     return true;
                 }
                 std::mem::take(&mut log.pending)
@@ -306,15 +298,12 @@ impl Delivery {
 
 /// Ends a fan-out job that panics mid-pass (a transport's sink, say), so that the next
 /// publication starts a new one instead of waiting behind a job that no longer exists.
-struct EndJobOnPanic<'a> {
-    channel: &'a Channel,
-    job: bool,
-}
+struct EndJobOnPanic<'a>(&'a Channel);
 
 impl Drop for EndJobOnPanic<'_> {
     fn drop(&mut self) {
-        if self.job && std::thread::panicking() {
-            lock(&self.channel.log).fanning = false;
+        if std::thread::panicking() {
+            lock(&self.0.log).fanning = false;
         }
     }
 }
@@ -344,7 +333,7 @@ impl FanOut {
     fn run_once(&mut self) {
         if let Some(channel) = self.channel.take() {
             let mut subs = lock(&channel.subs);
-            self.delivery.drain(&channel, &mut subs, true);
+            self.delivery.run_job(&channel, &mut subs, usize::MAX);
         }
     }
 
@@ -354,8 +343,7 @@ impl FanOut {
         let channel = self.channel.take()?;
         let done = {
             let mut subs = lock(&channel.subs);
-            self.delivery
-                .drain_passes(&channel, &mut subs, true, passes)
+            self.delivery.run_job(&channel, &mut subs, passes)
         };
         if done {
             None
@@ -418,9 +406,9 @@ impl Hub {
     /// Hands publications to idle sockets to `sink` instead of waking their connections.
     /// Call before anything is published.
     pub fn with_direct_sink(mut self, sink: Arc<dyn DirectSink>) -> Self {
-        if let Some(delivery) = Arc::get_mut(&mut self.delivery) {
-            delivery.direct = Some(sink);
-        }
+        Arc::get_mut(&mut self.delivery)
+            .expect("a direct sink is installed before any fan-out job exists")
+            .direct = Some(sink);
         self
     }
 
@@ -550,7 +538,7 @@ impl Hub {
                 }
             } else if backlog {
                 let mut subs = lock(&handle.subs);
-                self.delivery.drain(&handle, &mut subs, false);
+                drop(self.delivery.settle(&handle, &mut subs));
             }
             return published;
         }
@@ -577,7 +565,7 @@ impl Hub {
                 continue;
             }
             let mut subs = lock(&channel.subs);
-            self.delivery.drain(&channel, &mut subs, false);
+            drop(self.delivery.settle(&channel, &mut subs));
         }
     }
 
@@ -623,15 +611,7 @@ impl Hub {
             let item = &items[*i];
             // Nothing pending, under the log lock: the position is the last publication
             // pushed, and everything after it will be pushed to this subscriber too.
-            let mut log = loop {
-                let mut log = lock(&ch.log);
-                if log.pending.is_empty() {
-                    break log;
-                }
-                let batch = std::mem::take(&mut log.pending);
-                drop(log);
-                self.delivery.push_batch(subs, &batch);
-            };
+            let mut log = self.delivery.settle(ch, subs);
             let limits = ch.limits;
             log.history.prune(now, limits);
             let recovered = if item.held {
@@ -662,8 +642,8 @@ impl Hub {
                     .insert(client.id(), client.clone())
                     .is_none()
                 {
-                    let count = subs.count + 1;
-                    ch.set_count(subs, count);
+                    // Changed only under the subscribers lock, which is held.
+                    let count = ch.subscriber_count.fetch_add(1, Ordering::Relaxed) + 1;
                     self.subscriptions.fetch_add(1, Ordering::Relaxed);
                     if count == 1 {
                         self.active_channels.fetch_add(1, Ordering::Relaxed);
@@ -699,8 +679,7 @@ impl Hub {
             .and_then(|bucket| bucket.remove(&client_id))
             .is_some();
         if removed {
-            let count = subs.count - 1;
-            handle.set_count(&mut subs, count);
+            let count = handle.subscriber_count.fetch_sub(1, Ordering::Relaxed) - 1;
             self.subscriptions.fetch_sub(1, Ordering::Relaxed);
             if count == 0 {
                 self.active_channels.fetch_sub(1, Ordering::Relaxed);
@@ -724,7 +703,7 @@ impl Hub {
             return;
         };
         let mut subs = lock(&handle.subs);
-        self.delivery.drain(&handle, &mut subs, false);
+        drop(self.delivery.settle(&handle, &mut subs));
         let Some(bucket) = subs.buckets.get_mut(from.index()) else {
             return;
         };
@@ -794,8 +773,9 @@ impl Hub {
         let now = self.now_ms();
         let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, handle| {
-            // A channel busy right now is in use: keep it and look again next time.
-            let Ok(subs) = handle.subs.try_lock() else {
+            // A channel busy right now is in use: keep it and look again next time. Both
+            // locks are held while deciding, so no subscription joins meanwhile.
+            let Ok(_subs) = handle.subs.try_lock() else {
                 return true;
             };
             let Ok(mut log) = handle.log.try_lock() else {
@@ -803,7 +783,7 @@ impl Hub {
             };
             let limits = handle.limits;
             log.history.prune(now, limits);
-            if subs.count == 0
+            if handle.subscriber_count.load(Ordering::Relaxed) == 0
                 && log.history.is_empty()
                 && log.latest.is_none()
                 && log.pending.is_empty()

@@ -333,14 +333,18 @@ fn concurrent_publishers_and_resubscribers_never_see_a_gap_or_duplicate() {
 
 #[test]
 fn with_fan_out_jobs_on_other_threads_resubscribers_never_see_a_gap_or_duplicate() {
-    let hub = Hub::new(HubConfig {
+    let hub = with_thread_jobs(Hub::new(HubConfig {
         defer_fanout_from: 0,
         ..deep_history()
-    })
-    .with_fanout_executor(Arc::new(|job: FanOut| {
-        std::thread::spawn(move || job.run());
     }));
     resubscribe_under_concurrent_publishers(Arc::new(hub));
+}
+
+/// `hub` with each fan-out job run on a thread of its own.
+fn with_thread_jobs(hub: Hub) -> Hub {
+    hub.with_fanout_executor(Arc::new(|job: FanOut| {
+        std::thread::spawn(move || job.run());
+    }))
 }
 
 /// A hub whose fan-out jobs wait in a list until the test runs them.
@@ -642,10 +646,8 @@ fn flush_waits_for_a_fan_out_pass_in_progress() {
         defer_fanout_from: 0,
         ..HubConfig::default()
     })
-    .with_direct_sink(sink.clone())
-    .with_fanout_executor(Arc::new(|job: FanOut| {
-        std::thread::spawn(move || job.run());
-    }));
+    .with_direct_sink(sink.clone());
+    let hub = with_thread_jobs(hub);
     let _parked = parked_subscriber(&hub, 1, "system");
     publish(&hub, "system", None);
     // The job took the publication and is inside the sink: nothing is pending any more.
@@ -838,12 +840,9 @@ fn under_load_with_gc_and_rebucketing_every_client_sees_every_channel_gap_free()
 
 #[test]
 fn with_fan_out_jobs_under_load_with_gc_and_rebucketing_every_client_sees_every_channel_gap_free() {
-    let hub = Hub::new(HubConfig {
+    let hub = with_thread_jobs(Hub::new(HubConfig {
         defer_fanout_from: 0,
         ..roomy_history()
-    })
-    .with_fanout_executor(Arc::new(|job: FanOut| {
-        std::thread::spawn(move || job.run());
     }));
     stress_subscribe_rebucket_gc(Arc::new(hub));
 }
