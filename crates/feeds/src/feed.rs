@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::binance::BinanceProtocol;
 use crate::coinbase::CoinbaseProtocol;
-use crate::config::{validate_feeds, ConfigError, Exchange, FeedConfig};
+use crate::config::{ConfigError, Exchange, FeedConfig};
 use crate::session;
 use crate::stats::{FeedStats, SharedStats};
 use crate::synthetic;
@@ -49,7 +49,8 @@ pub struct Feed;
 pub(crate) type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Feed {
-    /// Validates `config` and starts its task with production timing.
+    /// Validates `config` and starts its task with production timing; a bad config is an
+    /// error naming the field (`feed.products`).
     pub fn spawn(
         config: FeedConfig,
         sink: mpsc::Sender<FeedEvent>,
@@ -65,7 +66,9 @@ impl Feed {
         sink: mpsc::Sender<FeedEvent>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<FeedHandle, ConfigError> {
-        validate_feeds(std::slice::from_ref(&config))?;
+        // The server validates the whole list at load time (`validate_feeds`, with indices);
+        // this guards direct callers, so the path is just `feed`.
+        config.validate_at("feed")?;
         let name: Arc<str> = config.name.as_str().into();
         let stats = Arc::new(SharedStats::new(
             name.clone(),

@@ -66,3 +66,12 @@ async fn the_same_seed_gives_the_same_prices_and_another_seed_others() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+#[tokio::test]
+async fn spawning_an_invalid_config_is_an_error_naming_the_field() {
+    let (tx, _rx) = mpsc::channel(1);
+    let mut config = demo(1);
+    config.products.push("btc-usd".to_string());
+    let err = Feed::spawn(config, tx, std::future::pending()).unwrap_err();
+    assert_eq!(err.field, "feed.products[4]");
+}
