@@ -22,6 +22,142 @@ pub struct Publication<'a> {
     pub data: &'a RawValue,
 }
 
+/// An envelope without its epoch and seq: the bytes before the epoch's value and the bytes
+/// after the seq's, kept in one buffer. Joined once per publication (see `broker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    bytes: Bytes,
+    split: usize,
+}
+
+/// What goes between the epoch and the seq in every envelope.
+const BETWEEN: &[u8] = b"\",\"seq\":";
+
+impl Template {
+    /// A template from its two parts, as a networked broker receives them.
+    pub fn new(prefix: &[u8], suffix: &[u8]) -> Template {
+        let mut bytes = Vec::with_capacity(prefix.len() + suffix.len());
+        bytes.extend_from_slice(prefix);
+        bytes.extend_from_slice(suffix);
+        Template {
+            bytes: Bytes::from(bytes),
+            split: prefix.len(),
+        }
+    }
+
+    /// Everything up to the epoch's value: `{"type":..,"channel":..,"epoch":"`.
+    pub fn prefix(&self) -> &[u8] {
+        &self.bytes[..self.split]
+    }
+
+    /// Everything after the seq's value: `,"id":..,...}`.
+    pub fn suffix(&self) -> &[u8] {
+        &self.bytes[self.split..]
+    }
+
+    /// The final envelope: `prefix + epoch + "\",\"seq\":" + seq + suffix`.
+    pub fn join(&self, epoch: &str, seq: u64) -> Bytes {
+        let mut digits = itoa_u64(seq);
+        let digits = digits.as_str();
+        let mut out =
+            Vec::with_capacity(self.bytes.len() + epoch.len() + BETWEEN.len() + digits.len());
+        out.extend_from_slice(self.prefix());
+        out.extend_from_slice(epoch.as_bytes());
+        out.extend_from_slice(BETWEEN);
+        out.extend_from_slice(digits.as_bytes());
+        out.extend_from_slice(self.suffix());
+        Bytes::from(out)
+    }
+}
+
+/// A u64 in decimal, on the stack.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&mut self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).expect("ASCII digits")
+    }
+}
+
+fn itoa_u64(mut n: u64) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { buf, start }
+}
+
+/// Appends `text` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("a string serializes");
+}
+
+/// The prefix shared by full envelopes and stubs: `{"type":..,"channel":..,"epoch":"`.
+fn prefix_into(out: &mut Vec<u8>, kind: &str, channel: &str) {
+    out.extend_from_slice(b"{\"type\":");
+    push_json_str(out, kind);
+    out.extend_from_slice(b",\"channel\":");
+    push_json_str(out, channel);
+    out.extend_from_slice(b",\"epoch\":\"");
+}
+
+/// The full envelope of `p` on `channel` as a template; `tier` is the canonical name of
+/// `p.tier`. Joined, it is byte for byte what [`full`] gives.
+pub fn full_template(p: &Publication<'_>, channel: &str, tier: Option<&str>) -> Template {
+    let data = p.data.get();
+    let mut out = Vec::with_capacity(
+        64 + p.kind.len() + channel.len() + p.id.len() + p.timestamp.len() + data.len(),
+    );
+    prefix_into(&mut out, p.kind, channel);
+    let split = out.len();
+    out.extend_from_slice(b",\"id\":");
+    push_json_str(&mut out, p.id);
+    out.extend_from_slice(b",\"timestamp\":");
+    push_json_str(&mut out, p.timestamp);
+    if let Some(tier) = tier {
+        out.extend_from_slice(b",\"tier\":");
+        push_json_str(&mut out, tier);
+    }
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(data.as_bytes());
+    out.push(b'}');
+    Template {
+        bytes: Bytes::from(out),
+        split,
+    }
+}
+
+/// The `locked` stub of `p` on `channel` as a template. Joined, it is byte for byte what
+/// [`locked`] gives.
+pub fn locked_template(p: &Publication<'_>, channel: &str, tier: &str) -> Template {
+    let mut out =
+        Vec::with_capacity(80 + channel.len() + p.id.len() + p.timestamp.len() + p.kind.len());
+    prefix_into(&mut out, "locked", channel);
+    let split = out.len();
+    out.extend_from_slice(b",\"id\":");
+    push_json_str(&mut out, p.id);
+    out.extend_from_slice(b",\"timestamp\":");
+    push_json_str(&mut out, p.timestamp);
+    out.extend_from_slice(b",\"tier\":");
+    push_json_str(&mut out, tier);
+    out.extend_from_slice(b",\"kind\":");
+    push_json_str(&mut out, p.kind);
+    out.push(b'}');
+    Template {
+        bytes: Bytes::from(out),
+        split,
+    }
+}
+
 #[derive(Serialize)]
 struct Full<'a> {
     #[serde(rename = "type")]
@@ -112,6 +248,38 @@ mod tests {
         assert_eq!(v["tier"], "premium");
         // Digits are kept exactly as given.
         assert!(std::str::from_utf8(&json).unwrap().contains("1.0950"));
+    }
+
+    #[test]
+    fn joined_templates_are_the_serialized_envelopes_byte_for_byte() {
+        let data =
+            RawValue::from_string(r#"{"entry_price":1.0950,"note":"a \"q\""}"#.into()).unwrap();
+        let mut p = publication(&data);
+        p.kind = "sig\"nal";
+        for seq in [0, 1, 9, 10, 42, u64::MAX] {
+            assert_eq!(
+                full_template(&p, "signals", Some("premium")).join("e1", seq),
+                full(&p, "signals", "e1", seq, Some("premium"))
+            );
+            assert_eq!(
+                full_template(&p, "signals", None).join("e1", seq),
+                full(&p, "signals", "e1", seq, None)
+            );
+            assert_eq!(
+                locked_template(&p, "signals", "premium").join("e1", seq),
+                locked(&p, "signals", "e1", seq, "premium")
+            );
+        }
+    }
+
+    #[test]
+    fn a_template_rebuilt_from_its_parts_joins_the_same() {
+        let data = RawValue::from_string("{}".into()).unwrap();
+        let t = full_template(&publication(&data), "signals", None);
+        let rebuilt = Template::new(t.prefix(), t.suffix());
+        assert_eq!(rebuilt.join("abc", 7), t.join("abc", 7));
+        assert!(t.prefix().ends_with(b"\"epoch\":\""));
+        assert!(t.suffix().starts_with(b",\"id\":"));
     }
 
     #[test]

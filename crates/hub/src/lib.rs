@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`hub`]: channels with per-channel `epoch` and `seq`, history, tier-bucketed fan-out
 //!   (batched, and run as a job beside the publisher for large channels).
+//! - [`broker`]: the seam where a channel's epoch, seq, history and latest value are kept
+//!   and publications reach every node (the contract, and its implementations).
 //! - [`client`]: the state a connection shares with the hub (bounded outbox, identity).
 //! - [`direct`]: the hook for writing publications straight to idle sockets in batches.
 //! - [`envelope`]: publication envelopes and `locked` stubs, serialized once.
@@ -17,6 +19,7 @@
 //! - [`signal`], [`decimal`]: the signal record, validated and routed; exact decimal prices.
 //! - [`typed`]: bodies of the typed publishes (alerts, market data, agent insights, narratives).
 
+pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod decimal;

@@ -3,7 +3,7 @@
 pub mod connection;
 #[cfg(target_os = "linux")]
 pub mod direct;
-pub mod frame;
+pub use signalhub_wire::frame;
 pub mod handshake;
 pub mod protocol;
 pub mod rate;
