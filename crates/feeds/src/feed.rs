@@ -50,7 +50,7 @@ pub(crate) type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Feed {
     /// Validates `config` and starts its task with production timing; a bad config is an
-    /// error naming the field (`feed.products`).
+    /// error naming the field (`feed.products`). Must be called within a Tokio runtime.
     pub fn spawn(
         config: FeedConfig,
         sink: mpsc::Sender<FeedEvent>,
