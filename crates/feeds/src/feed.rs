@@ -69,6 +69,7 @@ impl Feed {
         // The server validates the whole list at load time (`validate_feeds`, with indices);
         // this guards direct callers, so the path is just `feed`.
         config.validate_at("feed")?;
+        install_crypto_provider();
         let name: Arc<str> = config.name.as_str().into();
         let stats = Arc::new(SharedStats::new(
             name.clone(),
@@ -95,6 +96,14 @@ impl Feed {
         };
         Ok(FeedHandle { stats, task })
     }
+}
+
+/// Makes ring rustls's process-wide crypto provider unless one is installed already:
+/// tokio-tungstenite builds its TLS client from the process default, and rustls cannot pick
+/// one by itself when no provider feature, or more than one, is enabled in the build.
+fn install_crypto_provider() {
+    // An error means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The caller's side of a running feed.

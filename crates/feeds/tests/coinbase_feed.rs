@@ -208,3 +208,23 @@ async fn shutdown_closes_the_connection_and_ends_the_task() {
     feed.shutdown().await;
     assert_eq!(replay.connections(), 1);
 }
+
+#[tokio::test]
+async fn a_wss_url_goes_through_rustls_and_a_failed_handshake_is_retried() {
+    // A TCP server that accepts and hangs up: the TLS handshake fails on our side, which
+    // proves the rustls client (with its crypto provider and roots) is built for wss://.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://{}", listener.local_addr().unwrap());
+    let hang_up = tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            drop(socket);
+        }
+    });
+    let mut feed = start(config(Exchange::Coinbase, &url, PRODUCTS, 1.0));
+    feed.wait_until("two retries", |h| h.stats().reconnects >= 2)
+        .await;
+    assert_eq!(feed.handle.status(), Status::Reconnecting);
+    feed.shutdown().await;
+    hang_up.abort();
+}
