@@ -1,10 +1,13 @@
 //! Lean RFC 6455 WebSocket framing for the server side: an incremental, validating
 //! decoder of client->server frames and encoders of (unmasked) server->client frames.
 //!
-//! No extensions are negotiated, so all RSV bits must be zero. The decoder is 16 bytes and
-//! holds only fragmentation state (a fragmented message in progress lives behind a box);
-//! the caller owns the input buffer.
+//! Without a negotiated extension all RSV bits must be zero; with permessage-deflate
+//! ([`Decoder::with_deflate`]) RSV1 marks a compressed message, which the decoder inflates
+//! within the same size limit. The decoder is 16 bytes and holds only fragmentation and
+//! inflate state (behind a box, allocated when first needed); the caller owns the input
+//! buffer.
 
+use crate::deflate::{Agreement, Inflater};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 
@@ -16,6 +19,8 @@ pub const MAX_CLIENT_HEADER: usize = 14;
 
 const FIN_BIT: u8 = 0x80;
 const RSV_BITS: u8 = 0x70;
+/// RSV1: "per-message compressed" under permessage-deflate (RFC 7692 section 6).
+pub const RSV1_BIT: u8 = 0x40;
 const OPCODE_BITS: u8 = 0x0F;
 const MASK_BIT: u8 = 0x80;
 const LEN_BITS: u8 = 0x7F;
@@ -80,7 +85,8 @@ pub enum Message {
 pub enum ProtocolError {
     /// A client frame without the MASK bit.
     UnmaskedFrame,
-    /// RSV1, RSV2 or RSV3 set although no extension was negotiated.
+    /// RSV1, RSV2 or RSV3 set although no extension was negotiated (or, with
+    /// permessage-deflate, RSV2/RSV3, or RSV1 on a control frame or a continuation).
     ReservedBits,
     /// Opcode 0x3-0x7 or 0xB-0xF.
     ReservedOpcode(u8),
@@ -100,15 +106,19 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A close frame with a 1-byte payload.
     InvalidClosePayload,
-    /// A frame payload, or a reassembled message, larger than the decoder's limit.
+    /// A frame payload, or a reassembled message, larger than the decoder's limit (for a
+    /// compressed message: before or after inflation).
     MessageTooBig { limit: usize },
+    /// A compressed message that is not valid raw DEFLATE data.
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
-    /// The close status code to send: 1007 for invalid UTF-8, 1009 for too big, else 1002.
+    /// The close status code to send: 1007 for invalid UTF-8 or compressed data, 1009 for
+    /// too big, else 1002.
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::InvalidUtf8 => 1007,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => 1007,
             Self::MessageTooBig { .. } => 1009,
             _ => 1002,
         }
@@ -134,6 +144,7 @@ impl fmt::Display for ProtocolError {
             Self::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             Self::InvalidClosePayload => f.write_str("close frame with a 1-byte payload"),
             Self::MessageTooBig { limit } => write!(f, "message exceeds the {limit}-byte limit"),
+            Self::InvalidCompressedData => f.write_str("compressed message is not valid DEFLATE"),
         }
     }
 }
@@ -163,6 +174,8 @@ const NEED_MORE: Decoded = Decoded {
 struct Partial {
     data: Vec<u8>,
     text: bool,
+    /// RSV1 was set on the first frame: `data` is DEFLATE data, checked once inflated.
+    compressed: bool,
     /// Length of the prefix of `data` known to be valid UTF-8 (text only).
     utf8_checked: usize,
 }
@@ -181,36 +194,125 @@ impl Partial {
     }
 }
 
-/// Incremental decoder of client->server frames. Holds only fragmentation state
-/// (in-progress data is boxed, so the decoder itself is 16 bytes on 64-bit targets);
-/// the caller owns the input bytes.
+/// What the decoder keeps between frames; boxed, and dropped whenever it is empty, so an
+/// idle connection holds no allocation.
+#[derive(Debug, Default)]
+struct State {
+    partial: Option<Partial>,
+    /// From the first compressed message on; kept between messages (the client's context
+    /// takeover) unless the client promised `client_no_context_takeover`.
+    inflater: Option<Inflater>,
+}
+
+/// Flag bits stored in the top of [`Decoder::settings`], above the size limit.
+const DEFLATE_FLAG: usize = 1 << (usize::BITS - 1);
+const NO_CONTEXT_TAKEOVER_FLAG: usize = 1 << (usize::BITS - 2);
+/// The largest representable limit, 2^62 - 1 on 64-bit targets: more than any `Vec` can
+/// hold, so clamping a larger limit to it changes nothing.
+const LIMIT_MASK: usize = !(DEFLATE_FLAG | NO_CONTEXT_TAKEOVER_FLAG);
+
+/// Incremental decoder of client->server frames. Holds only fragmentation and inflate
+/// state (boxed, so the decoder itself is 16 bytes on 64-bit targets); the caller owns the
+/// input bytes.
 ///
 /// After an `Err` the connection must be closed; the decoder's state is then unspecified
 /// (but further calls still never panic).
 #[derive(Debug)]
 pub struct Decoder {
-    max_message: usize,
-    partial: Option<Box<Partial>>,
+    /// The size limit and the extension flags in one word, so that the decoder, of which
+    /// every connection has one, stays 16 bytes.
+    settings: usize,
+    state: Option<Box<State>>,
 }
 
 impl Decoder {
     /// `max_message`: limit on a single data frame's payload AND on a reassembled
     /// fragmented message (bytes). Control frames are bounded by 125 bytes instead.
+    /// No extension: any RSV bit is a protocol error.
     pub fn new(max_message: usize) -> Self {
         Self {
-            max_message,
-            partial: None,
+            settings: max_message.min(LIMIT_MASK),
+            state: None,
         }
     }
 
-    /// The limit given to [`Decoder::new`].
+    /// A decoder for a connection that negotiated permessage-deflate: RSV1 on the first
+    /// frame of a data message marks it compressed; it is inflated once complete, and
+    /// `max_message` bounds both the compressed bytes and the inflated message (a deflate
+    /// bomb fails with [`ProtocolError::MessageTooBig`], close code 1009). No inflate state
+    /// is allocated until the first compressed message arrives.
+    pub fn with_deflate(max_message: usize, agreement: &Agreement) -> Self {
+        let mut settings = max_message.min(LIMIT_MASK) | DEFLATE_FLAG;
+        if agreement.client_no_context_takeover() {
+            settings |= NO_CONTEXT_TAKEOVER_FLAG;
+        }
+        Self {
+            settings,
+            state: None,
+        }
+    }
+
+    /// The limit given to [`Decoder::new`] (clamped to 2^62 - 1 on 64-bit targets).
     pub fn max_message(&self) -> usize {
-        self.max_message
+        self.settings & LIMIT_MASK
+    }
+
+    /// Whether the decoder accepts compressed messages.
+    pub fn deflate(&self) -> bool {
+        self.settings & DEFLATE_FLAG != 0
     }
 
     /// Whether a fragmented data message is being reassembled.
     pub fn in_fragmented_message(&self) -> bool {
-        self.partial.is_some()
+        self.partial().is_some()
+    }
+
+    /// Whether inflate state is allocated (after a compressed message, while the client
+    /// may refer back to earlier messages).
+    pub fn holds_inflate_state(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.inflater.is_some())
+    }
+
+    fn partial(&self) -> Option<&Partial> {
+        self.state.as_ref().and_then(|s| s.partial.as_ref())
+    }
+
+    /// Takes the message in progress, dropping the box when nothing else is in it.
+    fn take_partial(&mut self) -> Option<Partial> {
+        let state = self.state.as_mut()?;
+        let partial = state.partial.take();
+        if state.inflater.is_none() {
+            self.state = None;
+        }
+        partial
+    }
+
+    fn put_partial(&mut self, partial: Partial) {
+        self.state.get_or_insert_with(Box::default).partial = Some(partial);
+    }
+
+    /// Turns a complete data message into a [`Message`]: inflated first when compressed.
+    fn finish(
+        &mut self,
+        text: bool,
+        compressed: bool,
+        data: Vec<u8>,
+    ) -> Result<Message, ProtocolError> {
+        if !compressed {
+            return finish(text, data);
+        }
+        let limit = self.max_message();
+        let state = self.state.get_or_insert_with(Box::default);
+        let inflater = state.inflater.get_or_insert_with(Inflater::new);
+        let inflated = inflater.inflate(&data, limit);
+        if self.settings & NO_CONTEXT_TAKEOVER_FLAG != 0 {
+            // The client starts every message with a fresh context: nothing to keep.
+            state.inflater = None;
+            if state.partial.is_none() {
+                self.state = None;
+            }
+        }
+        finish(text, inflated?)
     }
 
     /// Parse at most one frame from the front of `input`.
@@ -228,11 +330,17 @@ impl Decoder {
             [b0, b1, ..] => (*b0, *b1),
             _ => return Ok(NEED_MORE),
         };
-        if b0 & RSV_BITS != 0 {
+        let op_bits = b0 & OPCODE_BITS;
+        let opcode = OpCode::from_u8(op_bits);
+        // RSV1 may only mark the first frame of a data message as compressed (RFC 7692
+        // section 6.1), and only when permessage-deflate was negotiated.
+        let compressed = b0 & RSV1_BIT != 0
+            && self.deflate()
+            && matches!(opcode, Some(OpCode::Text | OpCode::Binary));
+        if b0 & RSV_BITS != if compressed { RSV1_BIT } else { 0 } {
             return Err(ProtocolError::ReservedBits);
         }
-        let op_bits = b0 & OPCODE_BITS;
-        let opcode = OpCode::from_u8(op_bits).ok_or(ProtocolError::ReservedOpcode(op_bits))?;
+        let opcode = opcode.ok_or(ProtocolError::ReservedOpcode(op_bits))?;
         if b1 & MASK_BIT == 0 {
             return Err(ProtocolError::UnmaskedFrame);
         }
@@ -247,12 +355,12 @@ impl Decoder {
                 }
                 0
             }
-            OpCode::Continuation => match &self.partial {
+            OpCode::Continuation => match self.partial() {
                 Some(p) => p.data.len(),
                 None => return Err(ProtocolError::UnexpectedContinuation),
             },
             OpCode::Text | OpCode::Binary => {
-                if self.partial.is_some() {
+                if self.partial().is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
                 0
@@ -263,11 +371,11 @@ impl Decoder {
             return Ok(NEED_MORE);
         };
         let too_big = ProtocolError::MessageTooBig {
-            limit: self.max_message,
+            limit: self.max_message(),
         };
         if !opcode.is_control() {
             let total = (buffered as u64).saturating_add(payload_len);
-            if total > self.max_message as u64 {
+            if total > self.max_message() as u64 {
                 return Err(too_big);
             }
         }
@@ -290,36 +398,38 @@ impl Decoder {
                 let text = opcode == OpCode::Text;
                 let data = unmasked(payload, key);
                 if fin {
-                    Some(finish(text, data)?)
+                    Some(self.finish(text, compressed, data)?)
                 } else {
-                    let mut partial = Box::new(Partial {
+                    let mut partial = Partial {
                         data,
                         text,
+                        compressed,
                         utf8_checked: 0,
-                    });
-                    if text {
+                    };
+                    if text && !compressed {
                         partial.check_utf8_prefix()?;
                     }
-                    self.partial = Some(partial);
+                    self.put_partial(partial);
                     None
                 }
             }
             OpCode::Continuation => {
-                let Some(partial) = self.partial.as_mut() else {
+                let Some(partial) = self.state.as_mut().and_then(|s| s.partial.as_mut()) else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
                 let start = partial.data.len();
                 partial.data.extend_from_slice(payload);
                 apply_mask(&mut partial.data[start..], key);
-                if partial.text {
+                if partial.text && !partial.compressed {
                     partial.check_utf8_prefix()?;
                 }
-                match self.partial.take() {
-                    Some(partial) if fin => Some(finish(partial.text, partial.data)?),
-                    other => {
-                        self.partial = other;
-                        None
-                    }
+                if fin {
+                    let partial = self
+                        .take_partial()
+                        .ok_or(ProtocolError::UnexpectedContinuation)?;
+                    Some(self.finish(partial.text, partial.compressed, partial.data)?)
+                } else {
+                    None
                 }
             }
         };

@@ -5,5 +5,14 @@
 //!   RSV and opcode checks, control-frame rules, fragmentation, UTF-8 of text messages and
 //!   close reasons, close-code validation, the message-size limit) and the encoders of
 //!   unmasked server->client frames. Its unit and property tests are in `frame_tests.rs`.
+//! - [`deflate`]: permessage-deflate (RFC 7692): `negotiate.rs` picks a client's offer and
+//!   writes the response header (always `server_no_context_takeover`), `compress.rs` turns a
+//!   payload into one shareable compressed frame, `inflate.rs` inflates client messages
+//!   within the size limit (the decoder calls it when built with
+//!   [`frame::Decoder::with_deflate`]); their tests are in `deflate/tests.rs`.
+//! - `examples/echo.rs`: the echo server Autobahn|Testsuite runs against
+//!   (scripts/autobahn.sh), on this codec and nothing else.
+//! - `tests/fuzz.rs`: arbitrary-input runs of the decoder, bounded for `cargo test`.
 
+pub mod deflate;
 pub mod frame;
