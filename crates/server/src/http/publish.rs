@@ -7,8 +7,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use signalhub_hub::typed::TypedPublish;
 use signalhub_hub::{channel, ids, Publication, Published, TierId};
+use signalhub_schema::typed::TypedPublish;
 
 use super::body::{self, RawBody};
 use super::error::ApiError;
@@ -269,7 +269,7 @@ fn typed_publish(
 pub type TypedParser = fn(
     &[u8],
     &signalhub_hub::TierLadder,
-) -> Result<TypedPublish, signalhub_hub::signal::SignalError>;
+) -> Result<TypedPublish, signalhub_schema::signal::SignalError>;
 
 /// The handler of `POST /api/v1/{endpoint}` for a typed publish (alerts, market data, agent
 /// insights, narratives).

@@ -13,8 +13,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use signalhub_hub::signal::{normalize_pair, Signal};
 use signalhub_hub::{ids, Publication};
+use signalhub_schema::signal::{normalize_pair, Signal};
 
 use super::body::RawBody;
 use super::error::ApiError;
