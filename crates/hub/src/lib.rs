@@ -31,10 +31,12 @@ pub mod ids;
 pub mod rules;
 pub mod tier;
 
+pub use broker::{Broker, BrokerError, BrokerFuture, MemoryBroker};
 pub use client::{AuthKind, Client, Identity, Offer, Push};
 pub use direct::{DirectSink, Target};
 pub use envelope::Publication;
 pub use hub::{
-    FanOut, FanOutExecutor, Hub, HubConfig, HubStats, Position, Published, Since, SubscribeItem,
+    FanOut, FanOutExecutor, Hub, HubConfig, HubStats, Position, PublishError, PublishKey,
+    Published, Since, SubscribeItem,
 };
 pub use tier::{TierId, TierLadder};
