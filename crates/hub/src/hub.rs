@@ -609,6 +609,26 @@ impl Hub {
         BrokerFuture::ready(self.publish_now(channel, publication, key))
     }
 
+    /// Whether `publication`'s envelope on `channel` fits a subscriber's outbound queue:
+    /// a source publishing to several channels checks the longest name first, so that it
+    /// is refused whole rather than on some channels only.
+    pub fn check_fits(
+        &self,
+        channel: &str,
+        publication: &Publication<'_>,
+    ) -> Result<(), PublishError> {
+        let ladder = &self.config.ladder;
+        let tier = publication.tier.map(|t| ladder.name(t));
+        let size = envelope::full_template(publication, channel, tier).joined_len_at_most();
+        if size > self.config.max_queue_bytes {
+            return Err(PublishError::TooLarge {
+                size,
+                limit: self.config.max_queue_bytes,
+            });
+        }
+        Ok(())
+    }
+
     fn publish_now(
         &self,
         channel: &str,
