@@ -30,6 +30,9 @@ pub struct Template {
     split: usize,
 }
 
+/// The longest epoch a broker gives a channel.
+pub const MAX_EPOCH_LEN: usize = 32;
+
 /// What goes between the epoch and the seq in every envelope.
 const BETWEEN: &[u8] = b"\",\"seq\":";
 
@@ -53,6 +56,12 @@ impl Template {
     /// Everything after the seq's value: `,"id":..,...}`.
     pub fn suffix(&self) -> &[u8] {
         &self.bytes[self.split..]
+    }
+
+    /// The most bytes the joined envelope can have (an epoch of up to [`MAX_EPOCH_LEN`]
+    /// bytes and any seq).
+    pub fn joined_len_at_most(&self) -> usize {
+        self.bytes.len() + MAX_EPOCH_LEN + BETWEEN.len() + 20
     }
 
     /// The final envelope: `prefix + epoch + "\",\"seq\":" + seq + suffix`.

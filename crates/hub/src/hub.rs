@@ -1,16 +1,18 @@
-//! The hub: channels with their sequence, epoch, history and tier-bucketed subscribers.
+//! The hub: channels with their tier-bucketed subscribers, fed by the broker.
 //!
-//! Each channel has two locks. Its *log* (seq, history, latest value, the publications not
-//! yet pushed) is held briefly by every publication: sequencing and remembering a publication
-//! never waits for a fan-out. Its *subscribers* lock is held while pending publications are
-//! pushed to every subscriber's outbox, and while a subscription takes its position, replays
-//! and joins; the log is always locked after the subscribers, never before.
+//! A channel's stream (epoch, seq, history, latest value) is the broker's; here it is the
+//! [`MemoryBroker`], which sequences a publication under the channel's *stream* lock and
+//! delivers it to the hub there, onto the channel's *pending* list, so publications reach
+//! the list in `seq` order. Sequencing and remembering a publication never waits for a
+//! fan-out. The channel's *subscribers* lock is held while pending publications are pushed
+//! to every subscriber's outbox, and while a subscription takes its position, replays and
+//! joins. Locks are taken in the order subscribers, stream, pending; never the other way.
 //!
-//! Ordering rests on two rules. Pending publications are taken from the log in `seq` order
-//! and pushed under the subscribers lock, so every subscriber sees a channel's publications
-//! in `seq` order. And a subscription first pushes whatever is pending, then takes its
-//! position from the log with nothing pending, so it sees each publication exactly once:
-//! either in its replay or live, never both, never neither.
+//! Ordering rests on two rules. Pending publications are taken in `seq` order and pushed
+//! under the subscribers lock, so every subscriber sees a channel's publications in `seq`
+//! order. And a subscription first pushes whatever is pending, then, under the stream lock
+//! with nothing pending, takes its position and replay, so it sees each publication exactly
+//! once: either in its replay or live, never both, never neither.
 //!
 //! Fan-out to a channel with many subscribers runs as a [`FanOut`] job on the executor the
 //! transport installs ([`Hub::with_fanout_executor`]), so the publisher is answered as soon as
@@ -32,17 +34,21 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::broker::memory::MemoryBroker;
+use crate::broker::{
+    Broker, BrokerError, BrokerFuture, Dispatch, Handler, HistoryQuery, Outgoing, PublishOptions,
+    Sequenced,
+};
 use crate::channel::Glob;
 use crate::client::{Client, Offer, Push};
 use crate::direct::{DirectSink, Target};
 use crate::envelope::{self, Publication};
-use crate::history::{Entry, History, HistoryLimits};
-use crate::ids;
+use crate::history::HistoryLimits;
 use crate::tier::{TierId, TierLadder};
 
 /// A publication that comes less than this after the end of the previous one's fan-out on
@@ -56,6 +62,12 @@ pub const MAX_PENDING: usize = 1024;
 /// A publisher that fans out a small channel itself pushes at most this many batches (the
 /// later ones published by others meanwhile) before handing the rest to the executor.
 pub const INLINE_PASSES: usize = 4;
+
+/// What a subscription sets aside of the outbox for its reply frame, beyond the replays:
+/// this much, plus [`REPLY_ALLOWANCE_PER_CHANNEL`] per channel (a name of up to 128 bytes,
+/// an epoch, a seq and the JSON around them).
+pub const REPLY_ALLOWANCE_BASE: usize = 256;
+pub const REPLY_ALLOWANCE_PER_CHANNEL: usize = 320;
 
 /// Runs fan-out jobs (see [`Hub::with_fanout_executor`]).
 pub type FanOutExecutor = Arc<dyn Fn(FanOut) + Send + Sync>;
@@ -75,6 +87,8 @@ pub struct HubConfig {
     /// With an executor installed, fan-out to a channel with at least this many subscribers
     /// runs as a job; to fewer, the publisher pushes (a job hand-off costs more than that).
     pub defer_fanout_from: usize,
+    /// How long the broker remembers a publication's idempotency key, in milliseconds.
+    pub idempotency_window_ms: u64,
 }
 
 impl Default for HubConfig {
@@ -89,6 +103,7 @@ impl Default for HubConfig {
                 Glob::Prefix("market:".into()),
             ],
             defer_fanout_from: 128,
+            idempotency_window_ms: 300_000,
         }
     }
 }
@@ -150,17 +165,32 @@ pub struct HubStats {
     pub direct_deliveries: u64,
 }
 
-/// A channel: immutable identity and its two locks (see the module documentation).
+/// Why a publication was not published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// Its envelope would not fit a subscriber's outbound queue (HTTP 413).
+    #[error("the publication's envelope ({size} bytes) exceeds the {limit}-byte outbound queue")]
+    TooLarge { size: usize, limit: usize },
+    /// The broker did not take it (HTTP 503): nothing was published.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// What the hub remembers of a publication's idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishKey<'a> {
+    /// Scoped by the caller: the same key from two publishers are two keys.
+    pub key: &'a str,
+}
+
+/// A channel: its name, subscribers and pending publications (see the module documentation).
 #[derive(Debug)]
 struct Channel {
     name: Arc<str>,
-    epoch: Arc<str>,
-    limits: HistoryLimits,
-    latest_value: bool,
     /// How many subscribers: changed under `subs`, read without it to choose how to fan out.
     subscriber_count: AtomicUsize,
     subs: Mutex<Subscribers>,
-    log: Mutex<Log>,
+    fan: Mutex<Fan>,
 }
 
 #[derive(Debug, Default)]
@@ -172,13 +202,9 @@ struct Subscribers {
 }
 
 #[derive(Debug, Default)]
-struct Log {
-    seq: u64,
-    history: History,
-    /// The newest publication of a latest-value channel.
-    latest: Option<Entry>,
+struct Fan {
     /// Sequenced publications not yet pushed to the subscribers, oldest first.
-    pending: Vec<Entry>,
+    pending: Vec<Sequenced>,
     /// A fan-out job was started and has not yet found `pending` empty.
     fanning: bool,
     /// Set when garbage collection took the channel out of the map; whoever finds this
@@ -190,16 +216,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a fan-out needs, shared by the hub and its jobs.
-#[derive(Debug)]
+/// What a fan-out needs, shared by the hub, its jobs and the broker's deliveries.
 struct Delivery {
     started: Instant,
     clock_skew_ms: AtomicU64,
     max_queue_bytes: usize,
+    defer_fanout_from: usize,
     deliveries: AtomicU64,
     direct_deliveries: AtomicU64,
     /// Where publications to idle sockets go, when the transport offers a direct writer.
-    direct: Option<Arc<dyn DirectSink>>,
+    direct: OnceLock<Arc<dyn DirectSink>>,
+    /// Where fan-out jobs run; unset: the publisher runs them.
+    executor: OnceLock<FanOutExecutor>,
+    channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("max_queue_bytes", &self.max_queue_bytes)
+            .field("direct", &self.direct.get().is_some())
+            .field("executor", &self.executor.get().is_some())
+            .finish()
+    }
 }
 
 impl Delivery {
@@ -207,16 +246,39 @@ impl Delivery {
         self.started.elapsed().as_millis() as u64 + self.clock_skew_ms.load(Ordering::Relaxed)
     }
 
-    /// Pushes `channel`'s pending publications, and any that arrive meanwhile, and returns
-    /// its log, locked, with nothing pending.
-    fn settle<'c>(&self, channel: &'c Channel, subs: &mut Subscribers) -> MutexGuard<'c, Log> {
+    fn lookup(&self, name: &str) -> Option<Arc<Channel>> {
+        let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).cloned()
+    }
+
+    fn get_or_create(&self, name: &str) -> Arc<Channel> {
+        if let Some(channel) = self.lookup(name) {
+            return channel;
+        }
+        let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(Arc::from(name))
+            .or_insert_with_key(|key| {
+                Arc::new(Channel {
+                    name: key.clone(),
+                    subscriber_count: AtomicUsize::new(0),
+                    subs: Mutex::new(Subscribers::default()),
+                    fan: Mutex::new(Fan::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Pushes `channel`'s pending publications, and any that arrive meanwhile, until none
+    /// is pending.
+    fn settle(&self, channel: &Channel, subs: &mut Subscribers) {
         loop {
-            let mut log = lock(&channel.log);
-            if log.pending.is_empty() {
-                return log;
-            }
-            let batch = std::mem::take(&mut log.pending);
-            drop(log);
+            let batch = {
+                let mut fan = lock(&channel.fan);
+                if fan.pending.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut fan.pending)
+            };
             self.push_batch(subs, &batch);
         }
     }
@@ -228,12 +290,12 @@ impl Delivery {
         let _unwind = EndJobOnPanic(channel);
         for _ in 0..passes {
             let batch = {
-                let mut log = lock(&channel.log);
-                if log.pending.is_empty() {
-                    log.fanning = false;
+                let mut fan = lock(&channel.fan);
+                if fan.pending.is_empty() {
+                    fan.fanning = false;
                     return true;
                 }
-                std::mem::take(&mut log.pending)
+                std::mem::take(&mut fan.pending)
             };
             self.push_batch(subs, &batch);
         }
@@ -242,13 +304,13 @@ impl Delivery {
 
     /// Pushes `batch` (in `seq` order) to every subscriber: one outbox lock per subscriber,
     /// or, for a lone publication after a quiet spell, claims for the direct writer.
-    fn push_batch(&self, subs: &mut Subscribers, batch: &[Entry]) {
+    fn push_batch(&self, subs: &mut Subscribers, batch: &[Sequenced]) {
         let now = self.now_ms();
         // In a burst, queueing lets each connection write many publications in one go;
         // direct writes pay off when publications are apart (see `direct`). The gap is
         // counted from the end of the previous fan-out, which takes a while to 10,000
         // subscribers: back-to-back publications are a burst however long each takes.
-        let direct = match (&self.direct, batch) {
+        let direct = match (self.direct.get(), batch) {
             (Some(_), [_]) => subs
                 .last_fanout_ms
                 .is_none_or(|last| now.saturating_sub(last) >= DIRECT_MIN_GAP_MS),
@@ -274,7 +336,7 @@ impl Delivery {
                     }
                 }
                 // Claims happen only with a sink, so `targets` is empty without one.
-                if let Some(sink) = self.direct.as_ref().filter(|_| !targets.is_empty()) {
+                if let Some(sink) = self.direct.get().filter(|_| !targets.is_empty()) {
                     delivered += targets.len() as u64;
                     self.direct_deliveries
                         .fetch_add(targets.len() as u64, Ordering::Relaxed);
@@ -303,7 +365,7 @@ struct EndJobOnPanic<'a>(&'a Channel);
 impl Drop for EndJobOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            lock(&self.0.log).fanning = false;
+            lock(&self.0.fan).fanning = false;
         }
     }
 }
@@ -314,6 +376,42 @@ impl Drop for EndJobOnPanic<'_> {
 pub struct FanOut {
     channel: Option<Arc<Channel>>,
     delivery: Arc<Delivery>,
+    /// Not a job: the publisher found too many publications pending and pushes them.
+    backlog: bool,
+}
+
+/// The hub's side of the broker: takes delivered publications onto their channel's pending
+/// list and says what fan-out that calls for.
+#[derive(Debug)]
+struct Deliverer(Arc<Delivery>);
+
+impl Handler for Deliverer {
+    fn deliver(&self, publication: Sequenced) -> Dispatch {
+        let delivery = &self.0;
+        let mut publication = Some(publication);
+        loop {
+            let handle = delivery.get_or_create(&publication.as_ref().expect("kept").channel);
+            let mut fan = lock(&handle.fan);
+            if fan.removed {
+                continue;
+            }
+            fan.pending
+                .push(publication.take().expect("delivered once"));
+            let start_job = !fan.fanning;
+            fan.fanning = true;
+            let backlog = fan.pending.len() > MAX_PENDING;
+            drop(fan);
+            return if start_job || backlog {
+                Dispatch(Some(FanOut {
+                    channel: Some(handle),
+                    delivery: delivery.clone(),
+                    backlog: !start_job,
+                }))
+            } else {
+                Dispatch::none()
+            };
+        }
+    }
 }
 
 impl std::fmt::Debug for FanOut {
@@ -328,6 +426,34 @@ impl FanOut {
     /// Pushes the channel's pending publications (blocking: run it where that is fine).
     pub fn run(mut self) {
         self.run_once();
+    }
+
+    /// What a delivery's [`Dispatch`] does when dropped: runs the job here, or on the
+    /// executor, as the channel's size asks (see the module documentation).
+    pub(crate) fn start(mut self) {
+        if self.backlog {
+            // Too many pending: this publisher pushes them, waiting for the pass in progress.
+            if let Some(channel) = self.channel.take() {
+                let mut subs = lock(&channel.subs);
+                self.delivery.settle(&channel, &mut subs);
+            }
+            return;
+        }
+        let Some(channel) = self.channel.as_ref() else {
+            return;
+        };
+        let many =
+            channel.subscriber_count.load(Ordering::Relaxed) >= self.delivery.defer_fanout_from;
+        match self.delivery.executor.get().cloned() {
+            Some(executor) if many => executor(self),
+            // A publisher pushes a few passes for others at most, then hands over.
+            Some(executor) => {
+                if let Some(rest) = self.run_passes(INLINE_PASSES) {
+                    executor(rest);
+                }
+            }
+            None => self.run(),
+        }
     }
 
     fn run_once(&mut self) {
@@ -363,13 +489,11 @@ impl Drop for FanOut {
 /// The in-process hub. Share it with `Arc`.
 pub struct Hub {
     config: HubConfig,
-    channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
+    broker: Arc<MemoryBroker>,
     active_channels: AtomicUsize,
     subscriptions: AtomicUsize,
     publications: AtomicU64,
     delivery: Arc<Delivery>,
-    /// Where fan-out jobs run; None: the publisher runs them.
-    executor: Option<FanOutExecutor>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -377,46 +501,57 @@ impl std::fmt::Debug for Hub {
         f.debug_struct("Hub")
             .field("config", &self.config)
             .field("channels", &self.channel_count())
-            .field("executor", &self.executor.is_some())
+            .field("executor", &self.delivery.executor.get().is_some())
             .finish()
     }
 }
 
 impl Hub {
     pub fn new(config: HubConfig) -> Self {
-        let max_queue_bytes = config.max_queue_bytes;
+        let delivery = Arc::new(Delivery {
+            started: Instant::now(),
+            clock_skew_ms: AtomicU64::new(0),
+            max_queue_bytes: config.max_queue_bytes,
+            defer_fanout_from: config.defer_fanout_from,
+            deliveries: AtomicU64::new(0),
+            direct_deliveries: AtomicU64::new(0),
+            direct: OnceLock::new(),
+            executor: OnceLock::new(),
+            channels: RwLock::new(HashMap::new()),
+        });
+        let broker = Arc::new(MemoryBroker::new());
+        broker.register(Arc::new(Deliverer(delivery.clone())));
         Hub {
             config,
-            channels: RwLock::new(HashMap::new()),
+            broker,
             active_channels: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
             publications: AtomicU64::new(0),
-            delivery: Arc::new(Delivery {
-                started: Instant::now(),
-                clock_skew_ms: AtomicU64::new(0),
-                max_queue_bytes,
-                deliveries: AtomicU64::new(0),
-                direct_deliveries: AtomicU64::new(0),
-                direct: None,
-            }),
-            executor: None,
+            delivery,
         }
     }
 
     /// Hands publications to idle sockets to `sink` instead of waking their connections.
-    /// Call before anything is published.
-    pub fn with_direct_sink(mut self, sink: Arc<dyn DirectSink>) -> Self {
-        Arc::get_mut(&mut self.delivery)
-            .expect("a direct sink is installed before any fan-out job exists")
-            .direct = Some(sink);
+    /// Call once, before anything is published.
+    pub fn with_direct_sink(self, sink: Arc<dyn DirectSink>) -> Self {
+        if self.delivery.direct.set(sink).is_err() {
+            panic!("a hub takes one direct sink");
+        }
         self
     }
 
     /// Runs fan-outs to channels with many subscribers (`defer_fanout_from`) as jobs on
     /// `executor`, which must run each job, or drop it (dropping runs it in place).
-    pub fn with_fanout_executor(mut self, executor: FanOutExecutor) -> Self {
-        self.executor = Some(executor);
+    pub fn with_fanout_executor(self, executor: FanOutExecutor) -> Self {
+        if self.delivery.executor.set(executor).is_err() {
+            panic!("a hub takes one fan-out executor");
+        }
         self
+    }
+
+    /// The broker that keeps the channels' streams.
+    pub fn broker(&self) -> &MemoryBroker {
+        &self.broker
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -435,6 +570,7 @@ impl Hub {
     /// Moves the hub clock forward, so tests can expire history without sleeping.
     pub fn advance_clock(&self, ms: u64) {
         self.delivery.clock_skew_ms.fetch_add(ms, Ordering::Relaxed);
+        self.broker.advance_clock(ms);
     }
 
     fn limits_for(&self, channel: &str) -> HistoryLimits {
@@ -446,108 +582,104 @@ impl Hub {
             .unwrap_or(self.config.history)
     }
 
-    fn lookup(&self, name: &str) -> Option<Arc<Channel>> {
-        let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
-        map.get(name).cloned()
-    }
-
-    fn get_or_create(&self, name: &str) -> Arc<Channel> {
-        if let Some(channel) = self.lookup(name) {
-            return channel;
-        }
-        let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(Arc::from(name))
-            .or_insert_with_key(|key| {
-                Arc::new(Channel {
-                    name: key.clone(),
-                    epoch: Arc::from(ids::random_token(8)),
-                    limits: self.limits_for(name),
-                    latest_value: self.config.latest_value.iter().any(|g| g.matches(name)),
-                    subscriber_count: AtomicUsize::new(0),
-                    subs: Mutex::new(Subscribers::default()),
-                    log: Mutex::new(Log::default()),
-                })
-            })
-            .clone()
+    fn latest_value(&self, channel: &str) -> bool {
+        self.config.latest_value.iter().any(|g| g.matches(channel))
     }
 
     /// Sequences `publication` on `channel` and remembers it; its fan-out to the subscribers
-    /// runs here, or as a job on the executor (see the module documentation).
-    pub fn publish(&self, channel: &str, publication: &Publication<'_>) -> Published {
-        let tier_name = publication.tier.map(|t| self.config.ladder.name(t));
-        loop {
-            let handle = self.get_or_create(channel);
-            let mut log = lock(&handle.log);
-            if log.removed {
-                continue;
-            }
-            let now = self.now_ms();
-            log.seq += 1;
-            let seq = log.seq;
-            let full = envelope::full(publication, &handle.name, &handle.epoch, seq, tier_name);
-            let locked = publication.tier.filter(|t| *t > TierId::LOWEST).map(|t| {
-                let stub = envelope::locked(
-                    publication,
-                    &handle.name,
-                    &handle.epoch,
-                    seq,
-                    self.config.ladder.name(t),
-                );
-                (t, stub)
-            });
-            let entry = Entry {
-                seq,
-                at_ms: now,
-                full,
-                locked,
-            };
-            let limits = handle.limits;
-            log.history.prune(now, limits);
-            if handle.latest_value {
-                log.latest = Some(entry.clone());
-            }
-            log.history.push(entry.clone(), limits);
-            log.pending.push(entry);
-            let start_job = !log.fanning;
-            log.fanning = true;
-            let backlog = log.pending.len() > MAX_PENDING;
-            drop(log);
-            self.publications.fetch_add(1, Ordering::Relaxed);
+    /// runs here, or as a job on the executor (see the module documentation). Refused when
+    /// its envelope could not fit a subscriber's outbound queue.
+    pub fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        publication: &Publication<'_>,
+    ) -> BrokerFuture<'a, Result<Published, PublishError>> {
+        self.publish_keyed(channel, publication, None)
+    }
 
-            let published = Published {
-                channel: handle.name.clone(),
-                epoch: handle.epoch.clone(),
-                seq,
-            };
-            if start_job {
-                let job = FanOut {
-                    channel: Some(handle.clone()),
-                    delivery: self.delivery.clone(),
-                };
-                let many = handle.subscriber_count.load(Ordering::Relaxed)
-                    >= self.config.defer_fanout_from;
-                match &self.executor {
-                    Some(executor) if many => executor(job),
-                    // A publisher pushes a few passes for others at most, then hands over.
-                    Some(executor) => {
-                        if let Some(rest) = job.run_passes(INLINE_PASSES) {
-                            executor(rest);
-                        }
-                    }
-                    None => job.run(),
-                }
-            } else if backlog {
-                let mut subs = lock(&handle.subs);
-                drop(self.delivery.settle(&handle, &mut subs));
-            }
-            return published;
+    /// [`Hub::publish`] with an idempotency key: a publication with a key seen on the
+    /// channel within the window is not published again, and its first position is the
+    /// answer.
+    pub fn publish_keyed<'a>(
+        &'a self,
+        channel: &'a str,
+        publication: &Publication<'_>,
+        key: Option<PublishKey<'_>>,
+    ) -> BrokerFuture<'a, Result<Published, PublishError>> {
+        BrokerFuture::ready(self.publish_now(channel, publication, key))
+    }
+
+    /// Whether `publication`'s envelope on `channel` fits a subscriber's outbound queue:
+    /// a source publishing to several channels checks the longest name first, so that it
+    /// is refused whole rather than on some channels only.
+    pub fn check_fits(
+        &self,
+        channel: &str,
+        publication: &Publication<'_>,
+    ) -> Result<(), PublishError> {
+        let ladder = &self.config.ladder;
+        let tier = publication.tier.map(|t| ladder.name(t));
+        let size = envelope::full_template(publication, channel, tier).joined_len_at_most();
+        if size > self.config.max_queue_bytes {
+            return Err(PublishError::TooLarge {
+                size,
+                limit: self.config.max_queue_bytes,
+            });
         }
+        Ok(())
+    }
+
+    fn publish_now(
+        &self,
+        channel: &str,
+        publication: &Publication<'_>,
+        key: Option<PublishKey<'_>>,
+    ) -> Result<Published, PublishError> {
+        let ladder = &self.config.ladder;
+        let full = envelope::full_template(
+            publication,
+            channel,
+            publication.tier.map(|t| ladder.name(t)),
+        );
+        let size = full.joined_len_at_most();
+        if size > self.config.max_queue_bytes {
+            return Err(PublishError::TooLarge {
+                size,
+                limit: self.config.max_queue_bytes,
+            });
+        }
+        let locked = publication.tier.filter(|t| *t > TierId::LOWEST).map(|t| {
+            (
+                t,
+                envelope::locked_template(publication, channel, ladder.name(t)),
+            )
+        });
+        let accepted = self.broker.publish_now(Outgoing {
+            channel,
+            full,
+            locked,
+            options: PublishOptions {
+                history: self.limits_for(channel),
+                latest_value: self.latest_value(channel),
+                idempotency_key: key.map(|k| k.key),
+                idempotency_window_ms: self.config.idempotency_window_ms,
+            },
+        });
+        if !accepted.duplicate {
+            self.publications.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Published {
+            channel: Arc::from(channel),
+            epoch: accepted.position.epoch,
+            seq: accepted.position.seq,
+        })
     }
 
     /// Pushes every channel's pending publications now and waits for fan-out passes in
     /// progress to end (say, before closing connections).
     pub fn flush(&self) {
         let channels: Vec<Arc<Channel>> = self
+            .delivery
             .channels
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -558,14 +690,14 @@ impl Hub {
             // A running job may have taken the pending publications and still be pushing
             // them: taking the subscribers lock waits for its pass to end.
             let idle = {
-                let log = lock(&channel.log);
-                log.pending.is_empty() && !log.fanning
+                let fan = lock(&channel.fan);
+                fan.pending.is_empty() && !fan.fanning
             };
             if idle {
                 continue;
             }
             let mut subs = lock(&channel.subs);
-            drop(self.delivery.settle(&channel, &mut subs));
+            self.delivery.settle(&channel, &mut subs);
         }
     }
 
@@ -573,6 +705,11 @@ impl Hub {
     /// to publications on those channels. Queues, in order: the frame `reply` builds from
     /// the positions, then each channel's replay (oldest first) or latest-value snapshot.
     /// Returns the positions in item order (duplicates reported once).
+    ///
+    /// What is queued never takes the outbox past its bound: a replay that would is not
+    /// sent and its channel answers `recovered: false` (so a client whose history is too
+    /// large to replay is not closed for it on every reconnect), and a latest-value
+    /// snapshot that would is left out.
     pub fn subscribe(
         &self,
         client: &Arc<Client>,
@@ -586,10 +723,10 @@ impl Hub {
         let handles: Vec<(usize, Arc<Channel>)> = loop {
             let handles: Vec<_> = order
                 .iter()
-                .map(|&i| (i, self.get_or_create(items[i].channel)))
+                .map(|&i| (i, self.delivery.get_or_create(items[i].channel)))
                 .collect();
             // A channel removed between look-up and lock is looked up again.
-            if handles.iter().all(|(_, h)| !lock(&h.log).removed) {
+            if handles.iter().all(|(_, h)| !lock(&h.fan).removed) {
                 break handles;
             }
         };
@@ -599,41 +736,70 @@ impl Hub {
             .iter()
             .map(|(i, h)| (*i, &**h, lock(&h.subs)))
             .collect();
-        if guards.iter().any(|(_, h, _)| lock(&h.log).removed) {
+        if guards.iter().any(|(_, h, _)| lock(&h.fan).removed) {
             drop(guards);
             return self.subscribe(client, tier, items, reply);
         }
         guards.sort_by_key(|(i, _, _)| *i);
-        let now = self.now_ms();
+        // Room for the replays: the bound, less what is queued and a generous allowance
+        // for the reply frame (a channel name, an epoch and a seq per channel).
+        let mut room = self
+            .config
+            .max_queue_bytes
+            .saturating_sub(client.queued_bytes())
+            .saturating_sub(REPLY_ALLOWANCE_BASE + REPLY_ALLOWANCE_PER_CHANNEL * guards.len());
         let mut positions = Vec::with_capacity(guards.len());
         let mut replays: Vec<Bytes> = Vec::new();
         for (i, ch, subs) in guards.iter_mut() {
             let item = &items[*i];
-            // Nothing pending, under the log lock: the position is the last publication
-            // pushed, and everything after it will be pushed to this subscriber too.
-            let mut log = self.delivery.settle(ch, subs);
-            let limits = ch.limits;
-            log.history.prune(now, limits);
-            let recovered = if item.held {
-                item.since.is_some()
-            } else {
-                let recovered = match item.since {
-                    Some(since) if *since.epoch == *ch.epoch => {
-                        match log.history.since(since.seq, log.seq) {
-                            Some(missed) => {
-                                replays.extend(missed.map(|e| e.for_tier(tier).clone()));
-                                true
-                            }
-                            None => false,
+            let latest_value = self.latest_value(&ch.name);
+            // Pushes whatever is pending, then reads the stream with nothing pending and no
+            // publication sequenced meanwhile: the position is the last publication pushed,
+            // and everything after it will be pushed to this subscriber too.
+            let (epoch, seq, recovered) = loop {
+                let step = self.broker.with_stream(&ch.name, |stream| {
+                    {
+                        let mut fan = lock(&ch.fan);
+                        if !fan.pending.is_empty() {
+                            return Err(std::mem::take(&mut fan.pending));
                         }
                     }
-                    _ => false,
-                };
-                if !recovered && ch.latest_value {
-                    if let Some(latest) = log.latest.as_ref() {
-                        replays.push(latest.for_tier(tier).clone());
+                    stream.set_interest(true);
+                    let position = (stream.epoch().clone(), stream.seq());
+                    if item.held {
+                        return Ok((position, item.since.is_some()));
                     }
+                    let recovered = match item.since.and_then(|since| stream.recover(since)) {
+                        Some(missed) => {
+                            let missed: Vec<&Bytes> = missed.map(|e| e.for_tier(tier)).collect();
+                            let bytes: usize = missed.iter().map(|b| b.len()).sum();
+                            if bytes <= room {
+                                room -= bytes;
+                                replays.extend(missed.into_iter().cloned());
+                                true
+                            } else {
+                                false
+                            }
+                        }
+                        None => false,
+                    };
+                    if !recovered && latest_value {
+                        if let Some(latest) = stream.latest() {
+                            let snapshot = latest.for_tier(tier);
+                            if snapshot.len() <= room {
+                                room -= snapshot.len();
+                                replays.push(snapshot.clone());
+                            }
+                        }
+                    }
+                    Ok((position, recovered))
+                });
+                match step {
+                    Ok(((epoch, seq), recovered)) => break (epoch, seq, recovered),
+                    Err(batch) => self.delivery.push_batch(subs, &batch),
                 }
+            };
+            if !item.held {
                 let rank = tier.index();
                 if subs.buckets.len() <= rank {
                     subs.buckets.resize_with(rank + 1, HashMap::new);
@@ -649,12 +815,11 @@ impl Hub {
                         self.active_channels.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                recovered
-            };
+            }
             positions.push(Position {
                 channel: ch.name.clone(),
-                epoch: ch.epoch.clone(),
-                seq: log.seq,
+                epoch,
+                seq,
                 recovered,
             });
         }
@@ -669,7 +834,7 @@ impl Hub {
     /// Removes `client_id` from `channel`'s bucket for `tier`. Unknown pairs are ignored.
     /// Publications still pending then are not pushed to it.
     pub fn unsubscribe(&self, client_id: u64, channel: &str, tier: TierId) {
-        let Some(handle) = self.lookup(channel) else {
+        let Some(handle) = self.delivery.lookup(channel) else {
             return;
         };
         let mut subs = lock(&handle.subs);
@@ -684,6 +849,8 @@ impl Hub {
             if count == 0 {
                 self.active_channels.fetch_sub(1, Ordering::Relaxed);
                 subs.buckets = Vec::new();
+                // Under the subscribers lock, so no subscription sets it again meanwhile.
+                self.broker.set_interest(channel, false);
             } else if let Some(bucket) = subs.buckets.get_mut(tier.index()) {
                 if bucket.is_empty() {
                     *bucket = HashMap::new();
@@ -699,11 +866,11 @@ impl Hub {
         if from == to {
             return;
         }
-        let Some(handle) = self.lookup(channel) else {
+        let Some(handle) = self.delivery.lookup(channel) else {
             return;
         };
         let mut subs = lock(&handle.subs);
-        drop(self.delivery.settle(&handle, &mut subs));
+        self.delivery.settle(&handle, &mut subs);
         let Some(bucket) = subs.buckets.get_mut(from.index()) else {
             return;
         };
@@ -725,34 +892,25 @@ impl Hub {
         limit: usize,
         tier: TierId,
     ) -> Option<HistoryPage> {
-        let handle = self.lookup(channel)?;
-        let mut log = lock(&handle.log);
-        let limits = handle.limits;
-        log.history.prune(self.now_ms(), limits);
-        let publications: Vec<Bytes> = match since {
-            Some(after) => log
-                .history
-                .last(usize::MAX)
-                .filter(|e| e.seq > after)
-                .take(limit)
-                .map(|e| e.for_tier(tier).clone())
-                .collect(),
-            None => log
-                .history
-                .last(limit)
-                .map(|e| e.for_tier(tier).clone())
-                .collect(),
+        let query = match since {
+            Some(seq) => HistoryQuery::After { seq, limit },
+            None => HistoryQuery::Last(limit),
         };
+        let reply = self.broker.history_now(channel, query)?;
         Some(HistoryPage {
-            epoch: handle.epoch.clone(),
-            seq: log.seq,
-            publications,
+            epoch: reply.position.epoch,
+            seq: reply.position.seq,
+            publications: reply
+                .publications
+                .iter()
+                .map(|p| p.for_tier(tier).clone())
+                .collect(),
         })
     }
 
     /// Every subscriber of `channel` (copied out; for presence counts, not the hot path).
     pub fn subscribers(&self, channel: &str) -> Vec<Arc<Client>> {
-        self.lookup(channel).map_or_else(Vec::new, |h| {
+        self.delivery.lookup(channel).map_or_else(Vec::new, |h| {
             lock(&h.subs)
                 .buckets
                 .iter()
@@ -763,46 +921,57 @@ impl Hub {
 
     /// How many connections subscribe to `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        self.lookup(channel)
+        self.delivery
+            .lookup(channel)
             .map_or(0, |h| h.subscriber_count.load(Ordering::Relaxed))
     }
 
     /// Forgets expired history and drops channels with no subscribers and nothing to
     /// remember or deliver. A dropped channel that comes back gets a new epoch.
     pub fn collect_garbage(&self) {
-        let now = self.now_ms();
-        let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, handle| {
-            // A channel busy right now is in use: keep it and look again next time. Both
-            // locks are held while deciding, so no subscription joins meanwhile.
-            let Ok(_subs) = handle.subs.try_lock() else {
-                return true;
-            };
-            let Ok(mut log) = handle.log.try_lock() else {
-                return true;
-            };
-            let limits = handle.limits;
-            log.history.prune(now, limits);
-            if handle.subscriber_count.load(Ordering::Relaxed) == 0
-                && log.history.is_empty()
-                && log.latest.is_none()
-                && log.pending.is_empty()
-                && !log.fanning
-            {
-                log.removed = true;
-                false
-            } else {
-                true
-            }
-        });
+        {
+            let mut map = self
+                .delivery
+                .channels
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, handle| {
+                // A channel busy right now is in use: keep it and look again next time. Both
+                // locks are held while deciding, so no subscription joins meanwhile.
+                let Ok(_subs) = handle.subs.try_lock() else {
+                    return true;
+                };
+                let Ok(mut fan) = handle.fan.try_lock() else {
+                    return true;
+                };
+                if handle.subscriber_count.load(Ordering::Relaxed) == 0
+                    && fan.pending.is_empty()
+                    && !fan.fanning
+                {
+                    fan.removed = true;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.broker.collect_garbage();
     }
 
-    /// How many channels the hub holds state for (subscribed or remembered).
+    /// How many channels the hub holds state for (subscribed, remembered or being fanned
+    /// out).
     pub fn channel_count(&self) -> usize {
-        self.channels
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        let mut names: std::collections::HashSet<Arc<str>> =
+            self.broker.channel_names().into_iter().collect();
+        names.extend(
+            self.delivery
+                .channels
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned(),
+        );
+        names.len()
     }
 
     pub fn stats(&self) -> HubStats {

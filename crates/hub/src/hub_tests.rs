@@ -35,6 +35,9 @@ fn publish(hub: &Hub, channel: &str, tier: Option<TierId>) -> Published {
             data: &d,
         },
     )
+    .into_ready()
+    .expect("the memory broker answers at once")
+    .expect("published")
 }
 
 fn subscribed(positions: &[Position]) -> Bytes {
@@ -457,14 +460,13 @@ fn past_max_pending_the_publisher_pushes_the_backlog_itself() {
 
 #[test]
 fn small_channels_fan_out_in_the_publisher_even_with_an_executor() {
-    let (hub, jobs) = hub_with_held_jobs(HubConfig::default());
-    let hub = Hub {
-        config: HubConfig {
-            defer_fanout_from: 2,
-            ..hub.config.clone()
-        },
-        ..hub
-    };
+    let jobs: Arc<Mutex<Vec<FanOut>>> = Arc::default();
+    let held = jobs.clone();
+    let hub = Hub::new(HubConfig {
+        defer_fanout_from: 2,
+        ..HubConfig::default()
+    })
+    .with_fanout_executor(Arc::new(move |job: FanOut| held.lock().unwrap().push(job)));
     let c = client(1);
     sub(&hub, &c, TierId::LOWEST, "signals", None);
     drain(&c);
@@ -896,4 +898,110 @@ fn a_publisher_fanning_out_a_small_channel_hands_what_others_keep_publishing_to_
     assert_eq!(republish.wakes.load(Ordering::SeqCst), 101);
     assert_eq!(hub.stats().publications, 101);
     assert_eq!(hub.stats().deliveries, 101);
+}
+
+fn publish_sized(hub: &Hub, channel: &str, bytes: usize) -> Result<Published, PublishError> {
+    let d = data(&format!("{{\"pad\":\"{}\"}}", "x".repeat(bytes)));
+    hub.publish(
+        channel,
+        &Publication {
+            kind: "signal",
+            id: "p1",
+            timestamp: "2025-01-01T00:00:00.000Z",
+            tier: None,
+            data: &d,
+        },
+    )
+    .into_ready()
+    .expect("the memory broker answers at once")
+}
+
+fn small_queue() -> HubConfig {
+    HubConfig {
+        max_queue_bytes: 4096,
+        ..deep_history()
+    }
+}
+
+#[test]
+fn a_publication_whose_envelope_cannot_fit_the_outbound_queue_is_refused() {
+    let hub = Hub::new(small_queue());
+    let c = client(1);
+    sub(&hub, &c, TierId::LOWEST, "ch", None);
+    drain(&c);
+    let refused = publish_sized(&hub, "ch", 4096);
+    assert!(matches!(
+        refused,
+        Err(PublishError::TooLarge { limit: 4096, .. })
+    ));
+    // Nothing was sequenced or delivered, and the subscriber is still open.
+    assert!(drain(&c).is_empty());
+    assert!(!c.is_closing());
+    assert_eq!(publish_sized(&hub, "ch", 100).unwrap().seq, 1);
+}
+
+#[test]
+fn a_replay_that_would_overflow_the_outbound_queue_is_not_sent_and_not_recovered() {
+    let hub = Hub::new(small_queue());
+    let first = publish_sized(&hub, "ch", 500).unwrap();
+    for _ in 0..19 {
+        publish_sized(&hub, "ch", 500).unwrap();
+    }
+    let c = client(1);
+    let since = Since {
+        epoch: first.epoch.to_string(),
+        seq: 0,
+    };
+    let position = sub(&hub, &c, TierId::LOWEST, "ch", Some(&since));
+    assert!(!position.recovered);
+    assert_eq!(position.seq, 20);
+    let frames = drain(&c);
+    assert_eq!(frames.len(), 1, "only the reply frame");
+    assert!(
+        !c.is_closing(),
+        "the subscriber is not closed for its history"
+    );
+    // Live publications still come.
+    publish_sized(&hub, "ch", 10).unwrap();
+    assert_eq!(seqs(&drain(&c)), [21]);
+}
+
+#[test]
+fn a_replay_that_fits_the_outbound_queue_is_still_recovered() {
+    let hub = Hub::new(small_queue());
+    let first = publish_sized(&hub, "ch", 100).unwrap();
+    publish_sized(&hub, "ch", 100).unwrap();
+    let c = client(1);
+    let since = Since {
+        epoch: first.epoch.to_string(),
+        seq: 1,
+    };
+    assert!(sub(&hub, &c, TierId::LOWEST, "ch", Some(&since)).recovered);
+    assert_eq!(seqs(&drain(&c)), [2]);
+}
+
+#[test]
+fn latest_value_snapshots_that_would_overflow_the_outbound_queue_are_left_out() {
+    let hub = Hub::new(HubConfig {
+        latest_value: vec![Glob::Prefix("price:".into())],
+        ..small_queue()
+    });
+    for i in 0..4 {
+        publish_sized(&hub, &format!("price:{i}"), 1500).unwrap();
+    }
+    let c = client(1);
+    let names: Vec<String> = (0..4).map(|i| format!("price:{i}")).collect();
+    let items: Vec<SubscribeItem<'_>> = names
+        .iter()
+        .map(|channel| SubscribeItem {
+            channel,
+            since: None,
+            held: false,
+        })
+        .collect();
+    hub.subscribe(&c, TierId::LOWEST, &items, subscribed);
+    assert!(!c.is_closing());
+    let frames = drain(&c);
+    // The reply, then as many snapshots as fit in 4 KiB.
+    assert!(frames.len() >= 2 && frames.len() < 5, "{}", frames.len());
 }

@@ -16,27 +16,27 @@
 //! - [`rules`]: who may subscribe to which channel.
 //! - [`tier`]: the ordered tier ladder and its aliases.
 //! - [`ids`]: publication ids, epochs and connection ids.
-//! - [`signal`], [`decimal`]: the signal record, validated and routed; exact decimal prices.
-//! - [`typed`]: bodies of the typed publishes (alerts, market data, agent insights, narratives).
+//!
+//! The trading schema (signal records, typed publish bodies, exact decimals) is not here:
+//! it is the `signalhub-schema` crate, beside the sources that publish it.
 
 pub mod broker;
 pub mod channel;
 pub mod client;
-pub mod decimal;
 pub mod direct;
 pub mod envelope;
 pub mod history;
 pub mod hub;
 pub mod ids;
 pub mod rules;
-pub mod signal;
 pub mod tier;
-pub mod typed;
 
+pub use broker::{Broker, BrokerError, BrokerFuture, MemoryBroker};
 pub use client::{AuthKind, Client, Identity, Offer, Push};
 pub use direct::{DirectSink, Target};
 pub use envelope::Publication;
 pub use hub::{
-    FanOut, FanOutExecutor, Hub, HubConfig, HubStats, Position, Published, Since, SubscribeItem,
+    FanOut, FanOutExecutor, Hub, HubConfig, HubStats, Position, PublishError, PublishKey,
+    Published, Since, SubscribeItem,
 };
 pub use tier::{TierId, TierLadder};

@@ -48,14 +48,14 @@ impl Pattern {
         Ok(Pattern::Exact(text.to_string()))
     }
 
-    /// For an owner pattern, the `{user}` part of a matching channel.
+    /// For an owner pattern, the `{user}` part of a matching channel. The bare prefix
+    /// (`trades:`) matches too, with an empty owner: it is an owner channel that nobody
+    /// owns, not an open one.
     fn matches<'c>(&self, channel: &'c str) -> Option<&'c str> {
         match self {
             Pattern::Exact(name) => (name == channel).then_some(""),
             Pattern::Prefix(prefix) => channel.strip_prefix(prefix.as_str()),
-            Pattern::Owner(prefix) => channel
-                .strip_prefix(prefix.as_str())
-                .filter(|user| !user.is_empty()),
+            Pattern::Owner(prefix) => channel.strip_prefix(prefix.as_str()),
         }
     }
 }
@@ -148,6 +148,7 @@ impl ChannelRules {
                 "tier {} required",
                 ladder.name(min)
             ))),
+            (Access::Owner, "") => Err(Denied::Forbidden("channel has no owner".into())),
             (Access::Owner, owner) => match user {
                 None => Err(Denied::Unauthorized),
                 Some(user) if user == owner => Ok(()),
@@ -206,6 +207,20 @@ mod tests {
             Ok(())
         );
         assert_eq!(r.check(&l, "user:bob", TierId::LOWEST, Some("bob")), Ok(()));
+    }
+
+    #[test]
+    fn owner_channels_with_an_empty_owner_are_not_subscribable() {
+        let (l, r) = setup();
+        for channel in ["trades:", "user:"] {
+            for user in [None, Some(""), Some("alice")] {
+                assert_eq!(
+                    r.check(&l, channel, l.highest(), user),
+                    Err(Denied::Forbidden("channel has no owner".into())),
+                    "{channel} as {user:?}"
+                );
+            }
+        }
     }
 
     #[test]

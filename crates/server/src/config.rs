@@ -13,8 +13,8 @@ use serde::Deserialize;
 use signalhub_hub::channel::Glob;
 use signalhub_hub::history::HistoryLimits;
 use signalhub_hub::rules::{Access, ChannelRule, ChannelRules};
-use signalhub_hub::signal::SignalRules;
 use signalhub_hub::{HubConfig, TierLadder};
+use signalhub_schema::signal::SignalRules;
 
 use crate::auth::{
     parse_address, BalanceProvider, JsonRpcTiers, Minter, StaticTiers, TokenAlg, TokenRules,

@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`server`]: the accept loop, HTTP serving and graceful shutdown; [`run`] is the entry.
 //! - [`http`]: the HTTP API (publish, signals, stats, health) as an axum `Router`.
+//! - [`publish`]: the one publish path every source uses (HTTP, the shutdown notice,
+//!   in-process feeds and bots): ids, idempotency, durable signals, the broker.
 //! - [`ws`]: the WebSocket transport: handshake, framing, the connection future, frames.
 //! - [`heartbeat`]: the sweeper that pings, times out and reaps connections.
 //! - [`registry`]: every live connection, for shutdown, admin actions and stats.
@@ -23,6 +25,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod idempotency;
+pub mod publish;
 pub mod registry;
 pub mod server;
 pub mod state;

@@ -14,8 +14,6 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::value::RawValue;
-use signalhub_hub::{ids, Publication};
 use tokio::net::TcpListener;
 use tower::Service;
 
@@ -23,7 +21,6 @@ use crate::heartbeat;
 use crate::http;
 use crate::state::AppState;
 use crate::ws::connection::close;
-use crate::ws::protocol::now_rfc3339;
 
 /// Everything must be closed within this after a shutdown signal.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
@@ -58,7 +55,10 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let sweeper = tokio::spawn(heartbeat::run(state.clone()));
-    match crate::http::signals::publish_pending(&state).await {
+    match crate::publish::Publisher::new(state.clone())
+        .publish_pending()
+        .await
+    {
         Ok(0) => {}
         Ok(n) => tracing::info!(signals = n, "published signals stored before the last stop"),
         Err(e) => tracing::warn!(error = %e, "could not read unpublished signals"),
@@ -110,7 +110,9 @@ pub async fn serve(
     let started = Instant::now();
     tracing::info!("shutting down");
     state.begin_stopping();
-    announce_shutdown(&state);
+    crate::publish::Publisher::new(state.clone())
+        .announce_shutdown()
+        .await;
     state
         .registry
         .for_each(|c| c.request_close(close::GOING_AWAY, false));
@@ -129,24 +131,4 @@ pub async fn serve(
     sweeper.abort();
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
-}
-
-/// Publishes `system_status {"status":"shutting_down"}` on `system`.
-fn announce_shutdown(state: &AppState) {
-    let data =
-        RawValue::from_string(r#"{"status":"shutting_down"}"#.to_string()).expect("valid JSON");
-    let id = ids::ulid("sys_");
-    let timestamp = now_rfc3339();
-    state.hub.publish(
-        "system",
-        &Publication {
-            kind: "system_status",
-            id: &id,
-            timestamp: &timestamp,
-            tier: None,
-            data: &data,
-        },
-    );
-    // Pushed now, before the connections are told to close.
-    state.hub.flush();
 }

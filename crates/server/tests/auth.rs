@@ -1223,6 +1223,43 @@ async fn a_trade_event_reaches_only_its_users_trade_execution_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_event_with_an_empty_user_is_422_naming_user_and_publishes_nothing() {
+    let server = secret_server().await;
+    let mut watcher = connect(&server, "/ws").await;
+    watcher.recv().await;
+    for user in ["", "a b", "ü"] {
+        let (status, answer) = server
+            .post(
+                "/api/v1/trades/t1/events",
+                &json!({"user": user, "status": "filled"}),
+            )
+            .await;
+        assert_eq!(status, 422, "user {user:?}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid");
+        assert_eq!(answer["error"]["field"], "user", "{answer}");
+    }
+    assert_eq!(server.state.hub.stats().publications, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_channels_with_an_empty_owner_cannot_be_subscribed() {
+    let server = secret_server().await;
+    for path in [
+        "/ws".to_string(),
+        format!("/ws?token={}", token("alice", "whale")),
+    ] {
+        let mut ws = connect(&server, &path).await;
+        ws.recv().await;
+        for channel in ["trades:", "user:"] {
+            ws.send(json!({"type": "subscribe", "channels": [channel]}))
+                .await;
+            let answer = ws.recv().await;
+            assert_eq!(answer["type"], "error", "{path} {channel}: {answer}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_trade_event_is_400() {
     let server = secret_server().await;
     for body in [

@@ -155,6 +155,70 @@ async fn listing_signals_is_newest_first_and_filtered_by_the_callers_tier() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_with_locked_true_shows_above_tier_signals_as_stubs_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(sqlite_config(&dir.path().join("s.db"), &[])).await;
+    for (id, pair, conf) in [
+        ("a_free", "EUR_USD", 0.5),
+        ("b_premium", "EUR_USD", 0.85),
+        ("c_whale", "BTC-USD", 0.95),
+    ] {
+        let (status, body) = server
+            .post("/api/v1/signals", &signal(id, pair, conf))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, full) = server
+        .get_with("/api/v1/signals", Some(PUBLISHER_KEY))
+        .await;
+    let record = |id: &str| -> Value {
+        full["signals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["signal_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let (status, anonymous) = server.get("/api/v1/signals?locked=true").await;
+    assert_eq!(status, 200, "{anonymous}");
+    assert_eq!(ids(&anonymous), ["c_whale", "b_premium", "a_free"]);
+    let rows = anonymous["signals"].as_array().unwrap();
+    for (row, id) in rows[..2].iter().zip(["c_whale", "b_premium"]) {
+        let mut keys: Vec<&String> = row.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["kind", "locked", "signal_id", "tier", "timestamp"],
+            "{row}"
+        );
+        assert_eq!(row["locked"], true);
+        assert_eq!(row["kind"], "signal");
+        assert_eq!(row["tier"], record(id)["tier"], "{row}");
+        assert_eq!(row["timestamp"], record(id)["timestamp"], "{row}");
+    }
+    assert_eq!(rows[2], record("a_free"));
+    let premium = mint(&server, "pat", "premium").await;
+    let (_, as_premium) = server
+        .get(&format!("/api/v1/signals?token={premium}&locked=true"))
+        .await;
+    let rows = as_premium["signals"].as_array().unwrap();
+    assert_eq!(ids(&as_premium), ["c_whale", "b_premium", "a_free"]);
+    assert_eq!(rows[0]["locked"], true);
+    assert_eq!(rows[1], record("b_premium"));
+    // Without `locked=true` nothing changes; an API key has nothing locked.
+    let (_, plain) = server.get("/api/v1/signals").await;
+    assert_eq!(ids(&plain), ["a_free"]);
+    let (_, with_key) = server
+        .get_with("/api/v1/signals?locked=true", Some(PUBLISHER_KEY))
+        .await;
+    assert_eq!(with_key, full);
+    let (status, bad) = server.get("/api/v1/signals?locked=yes").await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(bad["error"]["field"], "locked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_signals_refuses_bad_parameters_and_bad_tokens() {
     let server = TestServer::start().await;
     for (query, field) in [

@@ -75,6 +75,12 @@ use crate::tier::TierId;
 
 pub use crate::envelope::Template;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod memory;
+
+pub use memory::MemoryBroker;
+
 /// The answer of a broker call: ready now (memory) or after a round trip (network).
 pub enum BrokerFuture<'a, T> {
     /// Already answered; awaiting it costs nothing.
@@ -243,6 +249,14 @@ pub trait Handler: Send + Sync + Debug {
 #[must_use = "dropping a Dispatch runs the fan-out: drop it once your locks are released"]
 #[derive(Debug, Default)]
 pub struct Dispatch(pub(crate) Option<FanOut>);
+
+impl Drop for Dispatch {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            job.start();
+        }
+    }
+}
 
 impl Dispatch {
     /// Nothing to do (no subscribers on the channel, or a job already runs).

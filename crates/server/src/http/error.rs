@@ -96,9 +96,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<signalhub_hub::signal::SignalError> for ApiError {
-    fn from(e: signalhub_hub::signal::SignalError) -> Self {
-        use signalhub_hub::signal::SignalError;
+impl From<signalhub_schema::signal::SignalError> for ApiError {
+    fn from(e: signalhub_schema::signal::SignalError) -> Self {
+        use signalhub_schema::signal::SignalError;
         match e {
             SignalError::Malformed(message) => ApiError::bad_request(message),
             SignalError::Invalid(field) => ApiError::invalid(field.field, field.message),

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use signalhub_hub::typed;
+use signalhub_schema::typed;
 
 use crate::state::AppState;
 use crate::ws::handshake::{self, Route};

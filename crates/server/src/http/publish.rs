@@ -6,16 +6,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
-use signalhub_hub::typed::TypedPublish;
-use signalhub_hub::{channel, ids, Publication, Published, TierId};
+use serde_json::Value;
+use signalhub_hub::{channel, TierId};
+use signalhub_schema::typed::TypedPublish;
 
 use super::body::{self, RawBody};
 use super::error::ApiError;
-use super::keys::Publisher;
-use crate::idempotency::{body_hash, Claim};
+use super::keys::Publisher as Caller;
+use crate::idempotency::body_hash;
+use crate::publish::{Idempotency, Message, PublishFailure, Publisher, Receipt, Reply, Source};
 use crate::state::AppState;
-use crate::ws::protocol::now_rfc3339;
 
 /// Frame types a publication may not use (spec section 9, item 8).
 const RESERVED_TYPES: [&str; 8] = [
@@ -74,6 +74,19 @@ fn check_channel(name: &str, field: &str) -> Result<String, ApiError> {
     })
 }
 
+/// The channel `{prefix}{owner}` of an owner-only family (`trades:`, `user:`): the owner
+/// must be present and make a valid channel name, or the publication could land on a
+/// channel nobody owns.
+fn check_owner_channel(prefix: &str, owner: &str, field: &str) -> Result<String, ApiError> {
+    if owner.is_empty() {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    check_channel(&format!("{prefix}{owner}"), field)
+}
+
 fn check_tier(state: &AppState, tier: Option<&str>) -> Result<Option<TierId>, ApiError> {
     match tier {
         None => Ok(None),
@@ -96,80 +109,60 @@ fn check_idempotency_key(key: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// Publishes one publication to each channel in order.
-fn publish_all(
-    state: &AppState,
-    channels: &[String],
-    kind: &str,
-    id: &str,
-    tier: Option<TierId>,
-    data: &RawValue,
-) -> Vec<Published> {
-    let timestamp = now_rfc3339();
-    let publication = Publication {
-        kind,
-        id,
-        timestamp: &timestamp,
-        tier,
-        data,
-    };
-    channels
-        .iter()
-        .map(|c| state.hub.publish(c, &publication))
-        .collect()
+impl From<PublishFailure> for ApiError {
+    fn from(e: PublishFailure) -> Self {
+        match e {
+            PublishFailure::Conflict(why) => ApiError::conflict(why),
+            PublishFailure::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ),
+            PublishFailure::Unavailable(why) => {
+                tracing::warn!(error = %why, "broker unavailable");
+                ApiError::unavailable(
+                    "the broker is unavailable; nothing was published, retry later",
+                )
+            }
+            PublishFailure::Internal(why) => ApiError::internal(why),
+        }
+    }
 }
 
-fn positions(published: &[Published]) -> Value {
-    published
-        .iter()
-        .map(|p| json!({"channel": &*p.channel, "epoch": &*p.epoch, "seq": p.seq}))
-        .collect()
-}
-
-/// Runs `work` at most once per idempotency key (scoped by caller and endpoint) within the
-/// dedup window; a retry gets the first answer.
-fn idempotent(
+/// Publishes through the one publish path and answers as HTTP: the answer, a retry's
+/// first answer, or the failure's status.
+async fn publish_as(
     state: &AppState,
-    scope: Option<String>,
-    raw_body: &[u8],
-    work: impl FnOnce() -> Result<Value, ApiError>,
+    caller: &Caller,
+    message: Message<'_>,
+    idempotency: Option<(&str, &'static str, &[u8])>,
+    answer: fn(&Receipt) -> Value,
 ) -> Response {
-    let Some(scope) = scope else {
-        return match work() {
-            Ok(v) => Json(v).into_response(),
-            Err(e) => e.into_response(),
-        };
-    };
-    let hash = body_hash(raw_body);
-    match state.idempotency.claim(&scope, hash) {
-        Claim::Fresh => match work() {
-            Ok(v) => {
-                state.idempotency.complete(&scope, hash, 200, v.to_string());
-                Json(v).into_response()
-            }
-            Err(e) => {
-                state.idempotency.abandon(&scope);
-                e.into_response()
-            }
-        },
-        Claim::Replay { status, body } => (
+    let idempotency = idempotency.map(|(key, endpoint, raw)| Idempotency {
+        key,
+        endpoint,
+        body_hash: body_hash(raw),
+    });
+    let source = Source::ApiKey(caller.key_index);
+    match Publisher::new(state.clone())
+        .publish(&source, message, idempotency, answer)
+        .await
+    {
+        Ok(Reply::Published(v)) => Json(v).into_response(),
+        Ok(Reply::Replay { status, body }) => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
             .into_response(),
-        Claim::Conflict(message) => ApiError::conflict(message).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
-}
-
-fn scope(caller: &Publisher, endpoint: &str, key: Option<&str>) -> Option<String> {
-    key.map(|k| format!("{}:{endpoint}:{k}", caller.key_index))
 }
 
 /// `POST /api/v1/publish`: `{channel, type, data, tier?, idempotency_key?}`.
 pub async fn publish(
     State(state): State<AppState>,
-    caller: Publisher,
+    caller: Caller,
     RawBody(raw): RawBody,
 ) -> Response {
     let parsed = (|| {
@@ -184,27 +177,25 @@ pub async fn publish(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let scope = scope(&caller, "publish", b.idempotency_key.as_deref());
-    idempotent(&state, scope, &raw, || {
-        let id = ids::ulid("pub_");
-        let published = publish_all(
-            &state,
-            std::slice::from_ref(&channel),
-            &b.kind,
-            &id,
-            tier,
-            &b.data,
-        );
-        let p = &published[0];
-        Ok(json!({"id": id, "channel": &*p.channel, "epoch": &*p.epoch, "seq": p.seq}))
-    })
+    let message = Message {
+        channels: std::slice::from_ref(&channel),
+        kind: &b.kind,
+        data: &b.data,
+        tier,
+        id_prefix: "pub_",
+    };
+    let key = b
+        .idempotency_key
+        .as_deref()
+        .map(|k| (k, "publish", &raw[..]));
+    publish_as(&state, &caller, message, key, Receipt::single).await
 }
 
 /// `POST /api/v1/broadcast`: like publish with `channels: [...]`, refused whole if any
 /// name is invalid.
 pub async fn broadcast(
     State(state): State<AppState>,
-    caller: Publisher,
+    caller: Caller,
     RawBody(raw): RawBody,
 ) -> Response {
     let parsed = (|| {
@@ -231,52 +222,57 @@ pub async fn broadcast(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let scope = scope(&caller, "broadcast", b.idempotency_key.as_deref());
-    idempotent(&state, scope, &raw, || {
-        let id = ids::ulid("pub_");
-        let published = publish_all(&state, &channels, &b.kind, &id, tier, &b.data);
-        Ok(json!({"id": id, "publications": positions(&published)}))
-    })
+    let message = Message {
+        channels: &channels,
+        kind: &b.kind,
+        data: &b.data,
+        tier,
+        id_prefix: "pub_",
+    };
+    let key = b
+        .idempotency_key
+        .as_deref()
+        .map(|k| (k, "broadcast", &raw[..]));
+    publish_as(&state, &caller, message, key, Receipt::many).await
 }
 
-fn typed_publish(
+async fn typed_publish(
     state: AppState,
-    caller: Publisher,
+    caller: Caller,
     raw: bytes::Bytes,
-    endpoint: &str,
+    endpoint: &'static str,
     parse: TypedParser,
 ) -> Response {
     let typed = match parse(&raw, state.hub.ladder()) {
         Ok(t) => t,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let scope = scope(&caller, endpoint, typed.idempotency_key.as_deref());
-    idempotent(&state, scope, &raw, || {
-        let id = ids::ulid("pub_");
-        let published = publish_all(
-            &state,
-            &typed.channels,
-            typed.kind,
-            &id,
-            typed.tier,
-            &typed.data,
-        );
-        Ok(json!({"id": id, "publications": positions(&published)}))
-    })
+    let message = Message {
+        channels: &typed.channels,
+        kind: typed.kind,
+        data: &typed.data,
+        tier: typed.tier,
+        id_prefix: "pub_",
+    };
+    let key = typed
+        .idempotency_key
+        .as_deref()
+        .map(|k| (k, endpoint, &raw[..]));
+    publish_as(&state, &caller, message, key, Receipt::many).await
 }
 
 /// A typed publish endpoint: its name (scopes idempotency keys) and body parser.
 pub type TypedParser = fn(
     &[u8],
     &signalhub_hub::TierLadder,
-) -> Result<TypedPublish, signalhub_hub::signal::SignalError>;
+) -> Result<TypedPublish, signalhub_schema::signal::SignalError>;
 
 /// The handler of `POST /api/v1/{endpoint}` for a typed publish (alerts, market data, agent
 /// insights, narratives).
 pub fn typed(endpoint: &'static str, parse: TypedParser) -> axum::routing::MethodRouter<AppState> {
     axum::routing::post(
-        move |State(state): State<AppState>, caller: Publisher, RawBody(raw): RawBody| async move {
-            typed_publish(state, caller, raw, endpoint, parse)
+        move |State(state): State<AppState>, caller: Caller, RawBody(raw): RawBody| async move {
+            typed_publish(state, caller, raw, endpoint, parse).await
         },
     )
 }
@@ -295,7 +291,7 @@ struct TradeEventBody {
 /// `trade_update` on `trades:{user}`, which only that user may subscribe to.
 pub async fn trade_event(
     State(state): State<AppState>,
-    caller: Publisher,
+    caller: Caller,
     axum::extract::Path(trade_id): axum::extract::Path<String>,
     RawBody(raw): RawBody,
 ) -> Response {
@@ -307,7 +303,7 @@ pub async fn trade_event(
                 "trade_id must be 1-128 characters",
             ));
         }
-        let channel = check_channel(&format!("trades:{}", b.user), "user")?;
+        let channel = check_owner_channel("trades:", &b.user, "user")?;
         if b.status.is_empty() || b.status.chars().count() > 64 {
             return Err(ApiError::invalid(
                 "status",
@@ -336,20 +332,22 @@ pub async fn trade_event(
     if let Some(p) = b.progress {
         data.insert("progress".into(), p.into());
     }
-    let scope = scope(&caller, "trades", b.idempotency_key.as_deref());
-    idempotent(&state, scope, &raw, || {
-        let data = serde_json::value::to_raw_value(&data)
-            .map_err(|e| ApiError::internal(format!("trade event is not JSON: {e}")))?;
-        let id = ids::ulid("trd_");
-        let published = publish_all(
-            &state,
-            std::slice::from_ref(&channel),
-            "trade_update",
-            &id,
-            None,
-            &data,
-        );
-        let p = &published[0];
-        Ok(json!({"id": id, "channel": &*p.channel, "epoch": &*p.epoch, "seq": p.seq}))
-    })
+    let data = match serde_json::value::to_raw_value(&data) {
+        Ok(data) => data,
+        Err(e) => {
+            return ApiError::internal(format!("trade event is not JSON: {e}")).into_response()
+        }
+    };
+    let message = Message {
+        channels: std::slice::from_ref(&channel),
+        kind: "trade_update",
+        data: &data,
+        tier: None,
+        id_prefix: "trd_",
+    };
+    let key = b
+        .idempotency_key
+        .as_deref()
+        .map(|k| (k, "trades", &raw[..]));
+    publish_as(&state, &caller, message, key, Receipt::single).await
 }

@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::decimal::Decimal;
-use crate::tier::{TierId, TierLadder};
 use crate::typed::valid_channel_name;
+use signalhub_hub::tier::{TierId, TierLadder};
 
 /// The signal types every hub accepts; more come from [`SignalRules::extra_signal_types`].
 pub const BUILTIN_SIGNAL_TYPES: [&str; 4] = ["BUY", "SELL", "HOLD", "CLOSE"];
@@ -479,7 +479,7 @@ impl Signal {
 /// A new signal id: `sig_` and a 26-character ULID (Crockford base32 of 48 bits of Unix
 /// milliseconds and 80 random bits).
 pub fn generate_signal_id() -> String {
-    crate::ids::ulid("sig_")
+    signalhub_hub::ids::ulid("sig_")
 }
 
 /// True for 1-128 of `[A-Za-z0-9_.:-]`.

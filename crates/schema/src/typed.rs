@@ -26,9 +26,9 @@ use serde_json::value::RawValue;
 
 use crate::signal::{compact_json, json_string, parse_object, required, text, tier_field};
 use crate::signal::{FieldError, SignalError};
-use crate::tier::{TierId, TierLadder};
+use signalhub_hub::tier::{TierId, TierLadder};
 
-pub use crate::channel::MAX_CHANNEL_LEN;
+pub use signalhub_hub::channel::MAX_CHANNEL_LEN;
 
 /// The longest alert `content`, in characters.
 pub const MAX_CONTENT_CHARS: usize = 4096;
@@ -47,7 +47,7 @@ pub const KIND_NARRATIVE: &str = "narrative";
 
 /// True when the whole name matches `^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$` (section 1).
 pub fn valid_channel_name(name: &str) -> bool {
-    crate::channel::is_valid(name)
+    signalhub_hub::channel::is_valid(name)
 }
 
 /// A validated typed publish, ready to hand to the hub.
