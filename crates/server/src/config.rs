@@ -216,8 +216,11 @@ pub struct AuthFile {
     pub audience: Option<String>,
     pub issuer: Option<String>,
     pub leeway_s: Option<u64>,
-    /// The domain wallet sign-in messages must name (default: the request's Host).
+    /// The domain wallet sign-in messages must name. Without it the request's Host is used,
+    /// which is only allowed on a loopback listen address (a phishing site's Host would do).
     pub wallet_domain: Option<String>,
+    /// Wallet sign-in on or off (default on).
+    pub wallet_signin: Option<bool>,
     pub keys: Vec<KeyFile>,
     pub balance: Option<BalanceFile>,
 }
@@ -275,6 +278,9 @@ pub struct AuthSetup {
     pub verifier: Verifier,
     /// Signs session tokens: with `SIGNALHUB_JWT_SECRET`, or a per-process random key.
     pub minter: Minter,
+    /// Whether `GET /api/v1/auth/nonce` and `POST /api/v1/auth/wallet` are served.
+    pub wallet_signin: bool,
+    /// The domain sign-in messages must name; `None` (loopback only) means the Host header.
     pub wallet_domain: Option<String>,
     pub balance: BalanceProvider,
 }
@@ -582,6 +588,7 @@ fn build_auth(
     Ok(AuthSetup {
         verifier,
         minter,
+        wallet_signin: file.wallet_signin.unwrap_or(true),
         wallet_domain: file.wallet_domain,
         balance,
     })
@@ -833,11 +840,42 @@ impl Config {
             );
         }
 
-        let auth = Arc::new(build_auth(file.auth, jwt_secret.as_deref(), &ladder)?);
+        let mut auth_file = file.auth;
+        if let Some(v) = env_nonempty(env, "SIGNALHUB_WALLET_DOMAIN") {
+            auth_file.wallet_domain = Some(v);
+        }
+        if let Some(v) = env_nonempty(env, "SIGNALHUB_WALLET_SIGNIN") {
+            auth_file.wallet_signin = Some(parse_bool(&v, "SIGNALHUB_WALLET_SIGNIN")?);
+        }
+        if let Some(domain) = &auth_file.wallet_domain {
+            if domain.trim().is_empty() || domain.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "auth.wallet_domain",
+                    "must be a host name (with an optional :port), as sign-in messages name it",
+                ));
+            }
+        }
+        // Without a configured domain the request's Host header would be trusted, and a
+        // phishing site's signature would sign in here: only on loopback (issue #10 item 3).
+        if auth_file.wallet_signin.unwrap_or(true)
+            && auth_file.wallet_domain.is_none()
+            && !listen.ip().is_loopback()
+        {
+            return Err(invalid(
+                "auth.wallet_domain",
+                format!(
+                    "wallet sign-in on a non-loopback address ({listen}) needs the domain its \
+                     messages must name: set auth.wallet_domain or SIGNALHUB_WALLET_DOMAIN \
+                     (e.g. app.example.com), or turn wallet sign-in off with \
+                     auth.wallet_signin = false or SIGNALHUB_WALLET_SIGNIN=false"
+                ),
+            ));
+        }
+        let auth = Arc::new(build_auth(auth_file, jwt_secret.as_deref(), &ladder)?);
 
         let io_uring = match env_nonempty(env, "SIGNALHUB_IO_URING") {
             Some(v) => parse_bool(&v, "SIGNALHUB_IO_URING")?,
-            None => file.io_uring.unwrap_or(true),
+            None => file.io_uring.unwrap_or(false),
         };
 
         let hub = HubConfig {

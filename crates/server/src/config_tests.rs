@@ -100,11 +100,16 @@ fn invalid_values_name_the_field() {
 }
 
 #[test]
-fn io_uring_is_on_by_default_and_can_be_turned_off_by_file_or_environment() {
-    assert!(resolve("", &[], None).unwrap().io_uring);
+fn io_uring_is_off_by_default_and_can_be_turned_on_or_off_by_file_or_environment() {
+    // Off by default: on a busy machine the direct-write path built a 4-8x worse tail than
+    // the plain path (issue #11; docs/benchmarks.md).
+    assert!(!resolve("", &[], None).unwrap().io_uring);
+    assert!(resolve("io_uring = true", &[], None).unwrap().io_uring);
     assert!(!resolve("io_uring = false", &[], None).unwrap().io_uring);
     let env = [("SIGNALHUB_IO_URING", "off")];
     assert!(!resolve("io_uring = true", &env, None).unwrap().io_uring);
+    let env = [("SIGNALHUB_IO_URING", "on")];
+    assert!(resolve("", &env, None).unwrap().io_uring);
 }
 
 #[test]
@@ -194,4 +199,62 @@ fn api_key_debug_output_hides_the_secret() {
         role: Role::Admin,
     };
     assert!(!format!("{key:?}").contains("super-secret-value"));
+}
+
+#[test]
+fn wallet_sign_in_on_a_non_loopback_address_without_a_wallet_domain_is_refused() {
+    let e = resolve("", &[], Some("0.0.0.0:8080")).unwrap_err();
+    assert_eq!(e.field, "auth.wallet_domain");
+    assert!(
+        e.message.contains("SIGNALHUB_WALLET_DOMAIN"),
+        "{}",
+        e.message
+    );
+    let e = resolve("", &[("SIGNALHUB_LISTEN", "[::]:8080")], None).unwrap_err();
+    assert_eq!(e.field, "auth.wallet_domain");
+}
+
+#[test]
+fn a_wallet_domain_or_turning_wallet_sign_in_off_allows_a_public_listen_address() {
+    let c = resolve(
+        "[auth]\nwallet_domain = \"app.example.com\"\n",
+        &[],
+        Some("0.0.0.0:8080"),
+    )
+    .unwrap();
+    assert_eq!(c.auth.wallet_domain.as_deref(), Some("app.example.com"));
+    assert!(c.auth.wallet_signin);
+    let c = resolve(
+        "",
+        &[("SIGNALHUB_WALLET_DOMAIN", "signals.example.com")],
+        Some("0.0.0.0:8080"),
+    )
+    .unwrap();
+    assert_eq!(c.auth.wallet_domain.as_deref(), Some("signals.example.com"));
+    let c = resolve("[auth]\nwallet_signin = false\n", &[], Some("0.0.0.0:8080")).unwrap();
+    assert!(!c.auth.wallet_signin);
+    let c = resolve(
+        "",
+        &[("SIGNALHUB_WALLET_SIGNIN", "false")],
+        Some("0.0.0.0:8080"),
+    )
+    .unwrap();
+    assert!(!c.auth.wallet_signin);
+}
+
+#[test]
+fn loopback_listen_addresses_may_check_sign_in_against_the_host_header() {
+    for listen in ["127.0.0.1:8080", "127.5.6.7:1", "[::1]:8080"] {
+        let c = resolve("", &[], Some(listen)).unwrap();
+        assert!(c.auth.wallet_signin);
+        assert_eq!(c.auth.wallet_domain, None);
+    }
+}
+
+#[test]
+fn a_blank_wallet_domain_is_refused() {
+    let e = resolve("[auth]\nwallet_domain = \" \"\n", &[], None).unwrap_err();
+    assert_eq!(e.field, "auth.wallet_domain");
+    let e = resolve("", &[("SIGNALHUB_WALLET_SIGNIN", "maybe")], None).unwrap_err();
+    assert_eq!(e.field, "SIGNALHUB_WALLET_SIGNIN");
 }

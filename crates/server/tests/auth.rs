@@ -1919,3 +1919,49 @@ async fn sign_in_nonces_are_rate_limited_per_client_address() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wallet_sign_in_turned_off_its_endpoints_answer_404() {
+    let server = TestServer::start_with(config("[auth]\nwallet_signin = false\n", &[])).await;
+    let (status, body) = server.get("/api/v1/auth/nonce").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wallet_signin"),
+        "{body}"
+    );
+    let wallet = Wallet::new(0x3a);
+    let message = siwe(
+        &server.addr.to_string(),
+        &wallet.checksummed(),
+        "abcdefgh12345678",
+        now(),
+        "",
+    );
+    let (status, body) = post_sign_in(&server, &message, &wallet.sign(&message)).await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_wallet_domain_a_message_for_the_requests_host_header_is_401() {
+    // The phishing case of issue #10 item 3: a message signed for evil.example, posted with
+    // `Host: evil.example`, must not sign in when the server's domain is configured.
+    let server =
+        TestServer::start_with(config("[auth]\nwallet_domain = \"app.example.com\"\n", &[])).await;
+    let wallet = Wallet::new(0x3b);
+    let nonce = get_nonce(&server, None).await;
+    let message = siwe("evil.example", &wallet.checksummed(), &nonce, now(), "");
+    let body = json!({"message": message, "signature": wallet.sign(&message)}).to_string();
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/auth/wallet", server.addr))
+        .header("host", "evil.example")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+}

@@ -174,3 +174,13 @@ async fn tail_prints_a_publication_as_one_json_line() {
     assert_eq!(envelope["data"], json!({"n": 1}));
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn serve_on_a_public_address_without_a_wallet_domain_exits_2_naming_it() {
+    let mut command = signalhub(&["serve", "--listen", "0.0.0.0:0"]);
+    command.env("SIGNALHUB_STORE", "sqlite::memory:");
+    let (code, _stdout, stderr) = output(command).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("auth.wallet_domain"), "{stderr}");
+    assert!(stderr.contains("SIGNALHUB_WALLET_DOMAIN"), "{stderr}");
+}

@@ -35,7 +35,7 @@ async fn an_idle_subscriber_gets_publications_from_the_direct_writer() {
     if !io_uring_here() {
         return;
     }
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(config("io_uring = true", &[])).await;
     let mut ws = server.ws("/ws").await;
     ws.subscribe(&["prices"]).await;
     for n in 1..=3 {
@@ -109,7 +109,7 @@ async fn a_reader_behind_a_full_socket_gets_every_direct_write_whole_and_in_orde
     if !io_uring_here() {
         return;
     }
-    let server = TestServer::start_with(config(ROOMY, &[])).await;
+    let server = TestServer::start_with(config(&format!("io_uring = true\n{ROOMY}"), &[])).await;
     fall_behind_then_read_everything(&server).await;
     assert!(direct_deliveries(&server).await > 0);
 }

@@ -92,6 +92,7 @@ async fn a_signal_stored_but_not_published_is_published_at_the_next_start() {
                 confidence: 0.4,
                 tier_rank: 0,
                 timestamp: "2026-01-01T00:00:00Z".parse().unwrap(),
+                publisher: None,
             })
             .await
             .unwrap();
@@ -356,4 +357,55 @@ async fn signals_stored_in_postgres_are_listed_after_a_restart() {
         )
         .await;
     assert!(ids(&body).contains(&id), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_id_stored_by_one_key_is_409_for_another_key_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("signals.db");
+    let keys = "key-alpha:publisher,key-bravo:publisher,test-admin-key:admin";
+    let server = TestServer::start_with(sqlite_config(&db, &[("SIGNALHUB_API_KEYS", keys)])).await;
+    let body = signal("shared_id", "EUR_USD", 0.5).to_string();
+    let (status, first) = server
+        .post_raw("/api/v1/signals", Some("key-alpha"), body.clone())
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let published = server.state.hub.stats().publications;
+
+    // Another publisher using the same id neither gets alpha's answer nor shadows it.
+    let bravo = signal("shared_id", "BTC-USD", 0.9).to_string();
+    let (status, refused) = server
+        .post_raw("/api/v1/signals", Some("key-bravo"), bravo)
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "conflict", "{refused}");
+    assert!(refused.get("seq").is_none(), "{refused}");
+    assert_eq!(server.state.hub.stats().publications, published);
+
+    // The owner's retry still gets its first answer, and the fingerprint (not the key) is
+    // what is recorded: the same after a restart.
+    server.stop().await.unwrap();
+    let server = TestServer::start_with(sqlite_config(&db, &[("SIGNALHUB_API_KEYS", keys)])).await;
+    let (status, again) = server
+        .post_raw("/api/v1/signals", Some("key-alpha"), body)
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    let (status, refused) = server
+        .post_raw(
+            "/api/v1/signals",
+            Some("key-bravo"),
+            signal("shared_id", "EUR_USD", 0.5).to_string(),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    let (_, listed) = server.get_with("/api/v1/signals", Some("key-alpha")).await;
+    assert_eq!(listed["signals"][0]["pair"], "EUR_USD");
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let stored = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !stored.windows(9).any(|w| w == b"key-alpha"),
+            "the key itself is never stored"
+        );
+    }
 }

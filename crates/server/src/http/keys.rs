@@ -30,6 +30,17 @@ impl KeyRing {
         }
     }
 
+    /// A stable, non-secret name for key `index` (`key:` and 16 hex digits of a SHA-256 of
+    /// the key's digest): recorded with what the key stores, the same across restarts as
+    /// long as the key is, and useless for recovering the key.
+    pub fn fingerprint(&self, index: usize) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"signalhub publisher fingerprint\0");
+        hasher.update(self.keys[index].0);
+        let digest = hasher.finalize();
+        format!("key:{}", hex::encode(&digest[..8]))
+    }
+
     /// The index and role of the key `presented`, if it is one of ours.
     pub fn find(&self, presented: &str) -> Option<(usize, Role)> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();

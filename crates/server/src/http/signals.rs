@@ -38,7 +38,9 @@ fn unavailable(why: &str) -> ApiError {
 impl From<SignalFailure> for ApiError {
     fn from(e: SignalFailure) -> Self {
         match e {
-            SignalFailure::InFlight => ApiError::conflict(e.to_string()),
+            SignalFailure::InFlight | SignalFailure::TakenByAnotherPublisher => {
+                ApiError::conflict(e.to_string())
+            }
             SignalFailure::StoreUnavailable(why) => unavailable(&why),
             SignalFailure::Store(e) => store_error(e),
             SignalFailure::Invalid(e) => e.into(),
@@ -54,11 +56,15 @@ fn json_response(body: String) -> Response {
 /// `POST /api/v1/signals` and `/api/v1/external-signals/sync/signal`.
 pub async fn post(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RawBody(raw): RawBody,
 ) -> Result<Response, ApiError> {
     let signal = Signal::parse(&raw, state.hub.ladder(), &state.config.signals)?;
-    match Publisher::new(state).publish_signal(&signal).await? {
+    let publisher = state.keys.fingerprint(caller.key_index);
+    match Publisher::new(state)
+        .publish_signal(&signal, &publisher)
+        .await?
+    {
         SignalReply::Published(answer) => Ok(axum::Json(answer).into_response()),
         SignalReply::Answered(answer) => Ok(json_response(answer)),
     }

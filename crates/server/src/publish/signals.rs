@@ -2,9 +2,11 @@
 //!
 //! An accepted signal is in the store before anyone hears of it; when the store cannot take
 //! it nothing is published, so a retrying publisher loses nothing. A `signal_id` is unique
-//! forever (the store enforces it): a retry gets the first answer and publishes nothing. A
-//! signal stored but not published (the process died in between) is published at the next
-//! start ([`Publisher::publish_pending`]), or by the first retry that finds it.
+//! forever (the store enforces it): a retry by the same API key gets the first answer and
+//! publishes nothing; the same id from another key is refused (409), so no publisher can
+//! shadow another's signals or be answered with them. A signal stored but not published (the
+//! process died in between) is published at the next start ([`Publisher::publish_pending`]),
+//! or by the first retry that finds it.
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -28,6 +30,10 @@ pub enum SignalFailure {
     /// Another request with this `signal_id` is being stored or published right now.
     #[error("a signal with this signal_id is still being processed")]
     InFlight,
+    /// The `signal_id` was stored by another publisher: ids are unique forever, and one
+    /// publisher's retry must not be answered with (or shadow) another's signal.
+    #[error("this signal_id was stored by another publisher; choose another signal_id")]
+    TakenByAnotherPublisher,
     /// The store could not take it (a retry may succeed); nothing was published.
     #[error("the signal store is unavailable: {0}")]
     StoreUnavailable(String),
@@ -69,9 +75,15 @@ impl Drop for InFlight<'_> {
 }
 
 impl Publisher {
-    /// Stores `signal`, then publishes it on its channels; a `signal_id` seen before gets
-    /// its first answer (or, stored but never published, is published now).
-    pub async fn publish_signal(&self, signal: &Signal) -> Result<SignalReply, SignalFailure> {
+    /// Stores `signal` for `publisher` (an API key's fingerprint or a source's name), then
+    /// publishes it on its channels; a `signal_id` the same publisher stored before gets its
+    /// first answer (or, stored but never published, is published now); one another
+    /// publisher stored is refused.
+    pub async fn publish_signal(
+        &self,
+        signal: &Signal,
+        publisher: &str,
+    ) -> Result<SignalReply, SignalFailure> {
         let state = &self.state;
         let ladder = state.hub.ladder();
         let record = signal.to_json(ladder);
@@ -95,11 +107,17 @@ impl Publisher {
             confidence: signal.confidence_score.as_f64(),
             tier_rank: signal.tier.0,
             timestamp: signal.timestamp,
+            publisher: Some(publisher.to_string()),
         };
         match state.store.insert_signal(&new).await? {
             Inserted::New { .. } => Ok(SignalReply::Published(
                 self.publish_and_mark(signal, &record).await?,
             )),
+            Inserted::Duplicate(row)
+                if row.publisher.as_deref().is_some_and(|p| p != publisher) =>
+            {
+                Err(SignalFailure::TakenByAnotherPublisher)
+            }
             Inserted::Duplicate(row) => match row.answer_json {
                 // Accepted before: the first answer again, nothing published.
                 Some(answer) => Ok(SignalReply::Answered(answer)),

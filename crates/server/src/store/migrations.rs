@@ -19,10 +19,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "signals and user tier overrides",
-    sqlite: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "signals and user tier overrides",
+        sqlite: r#"
 CREATE TABLE signals (
     arrival      INTEGER PRIMARY KEY AUTOINCREMENT,
     signal_id    TEXT    NOT NULL UNIQUE,
@@ -42,7 +43,7 @@ CREATE TABLE user_tiers (
     updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 "#,
-    postgres: r#"
+        postgres: r#"
 CREATE TABLE signals (
     arrival      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     signal_id    TEXT             NOT NULL UNIQUE,
@@ -62,7 +63,14 @@ CREATE TABLE user_tiers (
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "the publisher that stored each signal",
+        sqlite: "ALTER TABLE signals ADD COLUMN publisher TEXT;",
+        postgres: "ALTER TABLE signals ADD COLUMN publisher TEXT;",
+    },
+];
 
 /// The newest version this build knows.
 pub(crate) const LATEST_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -10,7 +10,8 @@
 //!   `synchronous_commit` (on by default). Every write is one autocommitted statement.
 //! * `signal_id` is unique forever (a `UNIQUE` column, rows are never deleted). A second
 //!   insert returns [`Inserted::Duplicate`] with the stored row, whatever the new body; the
-//!   caller compares `record_json` if it cares. [`Store::mark_published`] keeps the first
+//!   caller compares `record_json` or `publisher` if it cares (the server refuses a
+//!   `signal_id` another API key stored with 409, so one publisher cannot shadow another's). [`Store::mark_published`] keeps the first
 //!   answer, so a retry is answered with what the first publisher got.
 //! * `arrival` is a store-assigned, increasing number (SQLite `AUTOINCREMENT`, PostgreSQL
 //!   identity): "newest first" and "oldest first" order by it. It may have gaps.
@@ -82,6 +83,9 @@ pub struct NewSignal {
     pub tier_rank: u8,
     /// The signal's own `timestamp` (stored to the millisecond).
     pub timestamp: DateTime<Utc>,
+    /// Who stored it: a fingerprint of the publisher's API key (never the key), or a source
+    /// name; `None` for rows written before the store recorded it.
+    pub publisher: Option<String>,
 }
 
 /// A stored signal.
@@ -98,6 +102,8 @@ pub struct StoredSignal {
     pub timestamp: DateTime<Utc>,
     /// The answer JSON the publisher got; `None` until [`Store::mark_published`].
     pub answer_json: Option<String>,
+    /// Who stored it ([`NewSignal::publisher`]).
+    pub publisher: Option<String>,
 }
 
 /// What [`Store::insert_signal`] did.
@@ -303,7 +309,8 @@ impl Store {
 
 /// The columns of a [`StoredSignal`], in [`RawSignal`] order.
 const SIGNAL_COLUMNS: &str =
-    "arrival, signal_id, record_json, pair, signal_type, confidence, tier_rank, ts_ms, answer_json";
+    "arrival, signal_id, record_json, pair, signal_type, confidence, tier_rank, ts_ms, answer_json, \
+     publisher";
 
 /// A row as the backends read it, before validation.
 struct RawSignal {
@@ -316,6 +323,7 @@ struct RawSignal {
     tier_rank: i64,
     ts_ms: i64,
     answer_json: Option<String>,
+    publisher: Option<String>,
 }
 
 impl RawSignal {
@@ -342,6 +350,7 @@ impl RawSignal {
             tier_rank,
             timestamp,
             answer_json: self.answer_json,
+            publisher: self.publisher,
         })
     }
 }
@@ -542,6 +551,7 @@ mod tests {
             confidence: 0.85,
             tier_rank: 1,
             timestamp: at(T0 + 1_395_123),
+            publisher: Some("key:0123456789abcdef".to_string()),
         }
     }
 
@@ -606,6 +616,7 @@ mod tests {
                     tier_rank: s.tier_rank,
                     timestamp: s.timestamp,
                     answer_json: None,
+                    publisher: s.publisher.clone(),
                 }]
             );
         }

@@ -261,8 +261,9 @@ async fn insert_signal(client: &Object, s: &NewSignal) -> Result<Inserted, Store
     let stmt = client
         .prepare_cached(
             "INSERT INTO signals \
-             (signal_id, record_json, pair, signal_type, confidence, tier_rank, ts_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             (signal_id, record_json, pair, signal_type, confidence, tier_rank, ts_ms, \
+              publisher) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (signal_id) DO NOTHING RETURNING arrival",
         )
         .await?;
@@ -279,6 +280,7 @@ async fn insert_signal(client: &Object, s: &NewSignal) -> Result<Inserted, Store
                 &s.confidence,
                 &rank,
                 &ts_ms,
+                &s.publisher,
             ],
         )
         .await?;
@@ -469,6 +471,7 @@ fn raw_signal(r: &Row) -> Result<RawSignal, StoreError> {
         tier_rank: i64::from(col::<i16>(r, 6)?),
         ts_ms: col(r, 7)?,
         answer_json: col(r, 8)?,
+        publisher: col(r, 9)?,
     })
 }
 

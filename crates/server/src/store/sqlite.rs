@@ -59,8 +59,9 @@ impl SqliteStore {
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO signals \
-                     (signal_id, record_json, pair, signal_type, confidence, tier_rank, ts_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (signal_id) DO NOTHING",
+                     (signal_id, record_json, pair, signal_type, confidence, tier_rank, ts_ms, \
+                      publisher) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (signal_id) DO NOTHING",
                 )?
                 .execute(params![
                     s.signal_id,
@@ -70,6 +71,7 @@ impl SqliteStore {
                     s.confidence,
                     s.tier_rank,
                     s.timestamp.timestamp_millis(),
+                    s.publisher,
                 ])?;
             if inserted == 1 {
                 return Ok(Inserted::New {
@@ -351,6 +353,7 @@ fn raw_signal(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSignal> {
         tier_rank: r.get(6)?,
         ts_ms: r.get(7)?,
         answer_json: r.get(8)?,
+        publisher: r.get(9)?,
     })
 }
 
