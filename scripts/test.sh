@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# No incremental caches: CI builds once from a clean clone, and they only cost disk.
+export CARGO_INCREMENTAL=0
 # Tests of external services fail (not skip) when the service is missing.
 export SIGNALHUB_REQUIRE_EXTERNAL=1
 # io_uring is the kernel's: where it is refused (sysctl, seccomp) the server falls back and
