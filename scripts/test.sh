@@ -2,9 +2,10 @@
 # The whole test suite, from a fresh clone: formatting, lints, unit and integration tests
 # (each starts real servers on loopback), against real services this script starts
 # (PostgreSQL for the store, a local Ethereum node with an ERC-20 for wallet tiers), a short
-# load-generator run that must deliver every publication in order, the TypeScript client's
+# load-generator run that must deliver every publication in order, the container image built
+# and run with podman, the TypeScript client's
 # tests against the real binary, and the dashboard's tests in headless Chromium.
-# Installs what it needs: Debian's postgresql and chromium when missing, npm packages.
+# Installs what it needs: Debian's postgresql, chromium and podman when missing, npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -56,6 +57,10 @@ cargo build --release -p signalhub -p signalhub-bench
 target/release/signalhub-bench --server-bin target/release/signalhub \
   --connections 200 --messages 50 --rate 0 --require-all
 echo "bench-smoke: 1 passed, 0 failed"
+
+echo "== container image (scripts/container.sh): from the release binary; /health, a WebSocket, non-root, /data"
+scripts/container.sh build target/release/signalhub
+scripts/container.sh test
 
 echo "== TypeScript client (clients/js) against the real binary"
 (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
