@@ -235,6 +235,8 @@ pub struct ConfigFile {
     pub broker: Option<String>,
     pub jwt_secret: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
+    /// Reverse proxies (CIDRs or addresses) whose `X-Forwarded-For`/`Forwarded` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     pub api_keys: Option<Vec<ApiKey>>,
     pub dedup_window_s: Option<u64>,
     pub io_uring: Option<bool>,
@@ -246,6 +248,7 @@ pub struct ConfigFile {
     pub auth: AuthFile,
 }
 
+pub use crate::peer::TrustedProxies;
 pub use crate::store::StoreUrl;
 
 /// The validated configuration the server runs with.
@@ -257,6 +260,8 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Empty means any origin.
     pub allowed_origins: Vec<String>,
+    /// Proxies whose forwarding headers name the client (empty: the TCP peer is the client).
+    pub trusted_proxies: Arc<TrustedProxies>,
     pub api_keys: Vec<ApiKey>,
     /// True when no key was configured and one was generated at start.
     pub generated_key: bool,
@@ -886,12 +891,21 @@ impl Config {
             latest_value,
             ..HubConfig::default()
         };
+        let trusted_proxies = match env_nonempty(env, "SIGNALHUB_TRUSTED_PROXIES") {
+            Some(v) => TrustedProxies::parse_list(v.split(','))
+                .map_err(|e| invalid("SIGNALHUB_TRUSTED_PROXIES", e))?,
+            None => TrustedProxies::parse_list(
+                file.trusted_proxies.iter().flatten().map(String::as_str),
+            )
+            .map_err(|e| invalid("trusted_proxies", e))?,
+        };
         Ok(Config {
             listen,
             log,
             store,
             jwt_secret,
             allowed_origins,
+            trusted_proxies: Arc::new(trusted_proxies),
             api_keys,
             generated_key,
             dedup_window_s: file.dedup_window_s.unwrap_or(300),

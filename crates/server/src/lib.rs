@@ -25,6 +25,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod idempotency;
+pub mod peer;
 pub mod publish;
 pub mod registry;
 pub mod server;

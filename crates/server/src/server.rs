@@ -72,8 +72,16 @@ pub async fn serve(
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let app = app.clone();
+                    let proxies = state.config.trusted_proxies.clone();
                     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        // Handlers see the client's address: the TCP peer, or behind a trusted
+                        // proxy the address its forwarding headers name (crate::peer).
+                        let client = if proxies.is_empty() {
+                            peer
+                        } else {
+                            SocketAddr::new(proxies.client_ip(peer, request.headers()), peer.port())
+                        };
+                        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(client));
                         app.clone().call(request)
                     });
                     let conn = http1::Builder::new()

@@ -1821,3 +1821,66 @@ async fn a_closed_connection_frees_its_per_ip_slot() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_per_ip_limit_counts_each_forwarded_client() {
+    let server = TestServer::start_with(config(
+        "trusted_proxies = [\"127.0.0.0/8\"]\n[limits]\nconnections_per_ip = 2",
+        &[],
+    ))
+    .await;
+    let alice = [("x-forwarded-for", "203.0.113.1")];
+    let (_a1, _) = try_ws(&server, "/ws", &alice)
+        .await
+        .expect("first of alice");
+    let (_a2, _) = try_ws(&server, "/ws", &alice)
+        .await
+        .expect("second of alice");
+    match try_ws(&server, "/ws", &alice).await {
+        Ok((_, welcome)) => panic!("alice's third connection was upgraded: {welcome}"),
+        Err((status, _, body)) => assert_error(status, &body, 429, "rate_limited", "alice 3"),
+    }
+    // Another client behind the same proxy has its own budget; so does a client whose own
+    // spoofed entry sits left of the address the proxy appended.
+    let bob = [("x-forwarded-for", "203.0.113.2")];
+    let (_b1, _) = try_ws(&server, "/ws", &bob)
+        .await
+        .expect("bob is not alice");
+    let spoof = [("x-forwarded-for", "203.0.113.1, 198.51.100.7")];
+    let (_c1, _) = try_ws(&server, "/ws", &spoof)
+        .await
+        .expect("the right-most entry counts");
+    let rfc7239 = [("forwarded", "for=\"[2001:db8::5]:443\"")];
+    let (_d1, _) = try_ws(&server, "/ws", &rfc7239)
+        .await
+        .expect("Forwarded is read");
+    assert_eq!(server.state.registry.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trusted_proxies_x_forwarded_for_cannot_escape_the_per_ip_limit() {
+    let server = TestServer::start_with(config("[limits]\nconnections_per_ip = 2", &[])).await;
+    let _a = try_ws(&server, "/ws", &[("x-forwarded-for", "203.0.113.1")])
+        .await
+        .expect("first");
+    let _b = try_ws(&server, "/ws", &[("x-forwarded-for", "203.0.113.2")])
+        .await
+        .expect("second");
+    match try_ws(&server, "/ws", &[("x-forwarded-for", "203.0.113.3")]).await {
+        Ok((_, welcome)) => panic!("a forged X-Forwarded-For was believed: {welcome}"),
+        Err((status, _, body)) => assert_error(status, &body, 429, "rate_limited", "third"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_trusted_proxies_entry_is_a_configuration_error_naming_it() {
+    let file = signalhub::config::parse_file("trusted_proxies = [\"proxy.example\"]").unwrap();
+    let env: [(&str, &str); 1] = [("SIGNALHUB_STORE", "sqlite::memory:")];
+    let e = signalhub::Config::resolve(file, &Default::default(), &env[..]).unwrap_err();
+    assert_eq!(e.field, "trusted_proxies");
+    let env = [("SIGNALHUB_TRUSTED_PROXIES", "10.0.0.0/8,nope")];
+    let e =
+        signalhub::Config::resolve(Default::default(), &Default::default(), &env[..]).unwrap_err();
+    assert_eq!(e.field, "SIGNALHUB_TRUSTED_PROXIES");
+    assert!(e.message.contains("nope"), "{}", e.message);
+}

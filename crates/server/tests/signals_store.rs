@@ -409,3 +409,35 @@ async fn a_signal_id_stored_by_one_key_is_409_for_another_key_and_publishes_noth
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_signal_without_a_signal_id_but_with_an_idempotency_key_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(sqlite_config(&dir.path().join("s.db"), &[])).await;
+    let body = json!({"pair": "EUR_USD", "signal_type": "BUY", "confidence_score": 0.5,
+                      "idempotency_key": "retry-7"});
+    let (status, first) = server.post("/api/v1/signals", &body).await;
+    assert_eq!(status, 200, "{first}");
+    let published = server.state.hub.stats().publications;
+    let (status, again) = server.post("/api/v1/signals", &body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again, first,
+        "the first answer, with the same generated signal_id"
+    );
+    let (_, listed) = server
+        .get_with("/api/v1/signals", Some(PUBLISHER_KEY))
+        .await;
+    assert_eq!(listed["signals"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(server.state.hub.stats().publications, published);
+    // The same key with another body is a conflict; a bad key is 422 naming it.
+    let other = json!({"pair": "BTC-USD", "signal_type": "SELL", "confidence_score": 0.5,
+                       "idempotency_key": "retry-7"});
+    let (status, body) = server.post("/api/v1/signals", &other).await;
+    assert_eq!(status, 409, "{body}");
+    let bad = json!({"pair": "BTC-USD", "signal_type": "SELL", "confidence_score": 0.5,
+                     "idempotency_key": ""});
+    let (status, body) = server.post("/api/v1/signals", &bad).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "idempotency_key", "{body}");
+}

@@ -99,7 +99,7 @@ fn check_tier(state: &AppState, tier: Option<&str>) -> Result<Option<TierId>, Ap
     }
 }
 
-fn check_idempotency_key(key: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn check_idempotency_key(key: Option<&str>) -> Result<(), ApiError> {
     match key {
         Some(k) if k.is_empty() || k.len() > 128 => Err(ApiError::invalid(
             "idempotency_key",

@@ -13,6 +13,8 @@ use super::body::RawBody;
 use super::error::ApiError;
 use super::identity::identify;
 use super::keys::Publisher as Caller;
+use super::publish::check_idempotency_key;
+use crate::idempotency::{body_hash, Claim};
 use crate::publish::signals::{SignalFailure, SignalReply};
 use crate::publish::Publisher;
 use crate::state::AppState;
@@ -61,8 +63,73 @@ pub async fn post(
 ) -> Result<Response, ApiError> {
     let signal = Signal::parse(&raw, state.hub.ladder(), &state.config.signals)?;
     let publisher = state.keys.fingerprint(caller.key_index);
-    match Publisher::new(state)
-        .publish_signal(&signal, &publisher)
+    let Some(key) = idempotency_key(&raw)? else {
+        return store_and_publish(&state, &signal, &publisher).await;
+    };
+    // With an idempotency key (scoped by API key and endpoint, kept for the dedup window),
+    // a retry of a signal without a signal_id is answered, not stored a second time.
+    let scope = format!("{}:signals:{key}", caller.key_index);
+    let hash = body_hash(&raw);
+    match state.idempotency.claim(&scope, hash) {
+        Claim::Fresh => match store_and_publish(&state, &signal, &publisher).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .map_err(|e| ApiError::internal(format!("answer body: {e}")))?;
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                state
+                    .idempotency
+                    .complete(&scope, hash, parts.status.as_u16(), text.clone());
+                Ok(Response::from_parts(parts, axum::body::Body::from(text)))
+            }
+            Err(e) => {
+                state.idempotency.abandon(&scope);
+                Err(e)
+            }
+        },
+        Claim::Replay { status, body } => Ok((
+            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK),
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()),
+        Claim::Conflict(why) => Err(ApiError::conflict(why)),
+    }
+}
+
+/// The body's `idempotency_key`, checked like the publish endpoints' (1-128 bytes).
+fn idempotency_key(raw: &[u8]) -> Result<Option<String>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        idempotency_key: Option<serde_json::Value>,
+    }
+    let key = match serde_json::from_slice::<Key>(raw) {
+        Ok(Key {
+            idempotency_key: None,
+        })
+        | Err(_) => return Ok(None),
+        Ok(Key {
+            idempotency_key: Some(serde_json::Value::String(k)),
+        }) => k,
+        Ok(Key { .. }) => {
+            return Err(ApiError::invalid(
+                "idempotency_key",
+                "idempotency_key must be a string of 1-128 bytes",
+            ))
+        }
+    };
+    check_idempotency_key(Some(&key))?;
+    Ok(Some(key))
+}
+
+async fn store_and_publish(
+    state: &AppState,
+    signal: &Signal,
+    publisher: &str,
+) -> Result<Response, ApiError> {
+    match Publisher::new(state.clone())
+        .publish_signal(signal, publisher)
         .await?
     {
         SignalReply::Published(answer) => Ok(axum::Json(answer).into_response()),
