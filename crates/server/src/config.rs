@@ -78,6 +78,14 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long a long-poll waits for publications before answering empty.
     pub poll_timeout_s: u32,
+    /// How long a request body may take to arrive in full (408 beyond).
+    pub body_read_timeout_s: u32,
+    /// How long an HTTP connection may wait for a request head: on a new connection and
+    /// between the requests of a kept-alive one (then it is closed).
+    pub http_idle_timeout_s: u32,
+    /// Open HTTP connections one client address may hold (SSE streams included; a
+    /// WebSocket stops counting here once upgraded); past it a connection gets one 429.
+    pub http_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -93,6 +101,9 @@ impl Default for Limits {
             max_queue_bytes: 1 << 20,
             max_body_bytes: 1 << 20,
             poll_timeout_s: 25,
+            body_read_timeout_s: 15,
+            http_idle_timeout_s: 10,
+            http_connections_per_ip: 256,
         }
     }
 }
@@ -736,7 +747,22 @@ impl Config {
         )?;
         parse_limit(env, "SIGNALHUB_MAX_BODY_BYTES", &mut limits.max_body_bytes)?;
         parse_limit(env, "SIGNALHUB_POLL_TIMEOUT_S", &mut limits.poll_timeout_s)?;
-        let positive: [(&str, usize); 8] = [
+        parse_limit(
+            env,
+            "SIGNALHUB_BODY_READ_TIMEOUT_S",
+            &mut limits.body_read_timeout_s,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_HTTP_IDLE_TIMEOUT_S",
+            &mut limits.http_idle_timeout_s,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_HTTP_CONNECTIONS_PER_IP",
+            &mut limits.http_connections_per_ip,
+        )?;
+        let positive: [(&str, usize); 11] = [
             ("limits.max_message_bytes", limits.max_message_bytes),
             ("limits.max_subscriptions", limits.max_subscriptions),
             (
@@ -751,6 +777,18 @@ impl Config {
             ("limits.ping_interval_s", limits.ping_interval_s as usize),
             ("limits.max_queue_bytes", limits.max_queue_bytes),
             ("limits.max_body_bytes", limits.max_body_bytes),
+            (
+                "limits.body_read_timeout_s",
+                limits.body_read_timeout_s as usize,
+            ),
+            (
+                "limits.http_idle_timeout_s",
+                limits.http_idle_timeout_s as usize,
+            ),
+            (
+                "limits.http_connections_per_ip",
+                limits.http_connections_per_ip,
+            ),
         ];
         for (field, value) in positive {
             if value == 0 {

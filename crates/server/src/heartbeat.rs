@@ -11,7 +11,8 @@ use crate::state::AppState;
 use crate::ws::connection::close;
 
 /// How long a closing connection may take to finish its close handshake before it is
-/// dropped without one.
+/// dropped without one (a connection whose close frame its peer's full socket has not taken
+/// yet defers that, up to `ws::connection::CLOSE_FRAME_WAIT_S`).
 pub const CLOSE_GRACE_S: u32 = 3;
 
 /// Runs until the task is aborted.

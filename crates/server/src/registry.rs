@@ -1,28 +1,69 @@
-//! Every live connection, for shutdown, heartbeats, idle timeouts, admin actions and stats.
+//! Every live connection, for shutdown, heartbeats, idle timeouts, admin actions and stats,
+//! the long-polls waiting right now (for admin actions), and per-address counts.
 //!
 //! Sharded so that connects and disconnects on different cores rarely meet on one lock; the
 //! locks are `std` mutexes held only to insert, remove or clone out an `Arc`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use signalhub_hub::Client;
 
 const SHARDS: usize = 16;
 
+/// Counts of something per client address, each bounded by a limit.
+#[derive(Debug, Default)]
+pub struct IpCounts(Mutex<HashMap<IpAddr, usize>>);
+
+impl IpCounts {
+    /// Counts one more for `ip`, unless it already has `limit`.
+    pub fn try_add(&self, ip: IpAddr, limit: usize) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(ip).or_insert(0);
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Counts one fewer for `ip`.
+    pub fn remove(&self, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
 /// The live connections, keyed by connection id.
 #[derive(Debug)]
 pub struct Registry {
     shards: Vec<Mutex<HashMap<u64, Arc<Client>>>>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Long-polls waiting for publications: not connections (not in stats, no heartbeat),
+    /// but admin tier changes and disconnects reach them.
+    polls: Mutex<HashMap<u64, Arc<Client>>>,
+    /// WebSockets, SSE streams and waiting long-polls per address (`connections_per_ip`).
+    per_ip: IpCounts,
+    /// Open HTTP connections per address (`http_connections_per_ip`).
+    pub http_per_ip: IpCounts,
+    /// HTTP connections being answered 429 because their address had no slot left.
+    pub http_refusals: AtomicUsize,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_ip: Mutex::new(HashMap::new()),
+            polls: Mutex::new(HashMap::new()),
+            per_ip: IpCounts::default(),
+            http_per_ip: IpCounts::default(),
+            http_refusals: AtomicUsize::new(0),
         }
     }
 }
@@ -72,25 +113,43 @@ impl Registry {
         }
     }
 
+    /// Records a waiting long-poll.
+    pub fn insert_poll(&self, client: Arc<Client>) {
+        self.polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(client.id(), client);
+    }
+
+    pub fn remove_poll(&self, id: u64) {
+        self.polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Calls `f` for every connection and every waiting long-poll (admin actions).
+    pub fn for_each_with_polls(&self, mut f: impl FnMut(&Arc<Client>)) {
+        self.for_each(&mut f);
+        let polls: Vec<Arc<Client>> = self
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for client in &polls {
+            f(client);
+        }
+    }
+
     /// Counts a new connection from `ip`, unless it already has `limit`.
     pub fn try_add_ip(&self, ip: IpAddr, limit: usize) -> bool {
-        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        if *count >= limit {
-            return false;
-        }
-        *count += 1;
-        true
+        self.per_ip.try_add(ip, limit)
     }
 
     pub fn remove_ip(&self, ip: IpAddr) {
-        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&ip);
-            }
-        }
+        self.per_ip.remove(ip);
     }
 }
 

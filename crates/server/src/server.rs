@@ -4,6 +4,10 @@
 //! so an upgraded WebSocket can be taken back out as the plain `TcpStream` it was. Shutdown
 //! follows spec section 9, item 38; hyper's graceful shutdown does not know about upgraded
 //! sockets, so those are closed through the registry.
+//!
+//! Each address may hold `limits.http_connections_per_ip` HTTP connections; one more is
+//! answered 429 and closed. Every HTTP socket closes through `socket`'s lingering close,
+//! so an answer sent before the request was read whole (413, 408) reaches the client.
 
 use std::future::Future;
 use std::io;
@@ -16,6 +20,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::Service;
+
+mod socket;
+
+pub use socket::HttpStream;
 
 use crate::heartbeat;
 use crate::http;
@@ -30,6 +38,36 @@ const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(3);
 /// Pending connections the kernel may queue: the standard library's default of 128 drops
 /// SYNs when hundreds of clients connect at once (they retry a second later).
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// Connections refused with 429 at once, at most; past it more are closed unanswered.
+const MAX_REFUSALS: usize = 1024;
+/// How long a refused connection may take to send the request head it is refused for.
+const REFUSAL_HEAD_WAIT: Duration = Duration::from_secs(2);
+
+/// Answers the one request of a connection whose address holds all its
+/// `http_connections_per_ip` with 429 (then the connection closes, lingering like any other).
+fn refuse(state: &AppState, tcp: tokio::net::TcpStream) {
+    let Some(guard) = socket::Guard::refusal(state, MAX_REFUSALS) else {
+        return;
+    };
+    let service = hyper::service::service_fn(|_request: hyper::Request<Incoming>| async {
+        let refusal =
+            http::error::ApiError::rate_limited("too many HTTP connections from this address", 5)
+                .with_header(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+        Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(refusal))
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_HEAD_WAIT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(HttpStream::new(tcp, guard)), service);
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+}
 
 /// Binds a listener with a backlog deep enough for connection storms.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -71,6 +109,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
+                    let Some(slot) = socket::Guard::slot(&state, peer.ip()) else {
+                        refuse(&state, tcp);
+                        continue;
+                    };
                     let app = app.clone();
                     let proxies = state.config.trusted_proxies.clone();
                     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -84,10 +126,13 @@ pub async fn serve(
                         request.extensions_mut().insert(ConnectInfo::<SocketAddr>(client));
                         app.clone().call(request)
                     });
+                    let idle = Duration::from_secs(u64::from(state.config.limits.http_idle_timeout_s));
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(10))
-                        .serve_connection(TokioIo::new(tcp), service)
+                        // Starts when a request head is awaited: it bounds a new connection's
+                        // first request and the idle time between kept-alive requests.
+                        .header_read_timeout(idle)
+                        .serve_connection(TokioIo::new(HttpStream::new(tcp, slot)), service)
                         .with_upgrades();
                     let mut stop = stop_rx.clone();
                     let done = done_tx.clone();

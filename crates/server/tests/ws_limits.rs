@@ -216,6 +216,35 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4009_while_others_keep_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_that_reads_again_seconds_later_gets_the_4009_close_frame_not_a_reset() {
+    let server = TestServer::start_with(config("[limits]\nmax_queue_bytes = 65536", &[])).await;
+    let mut slow = RawWs::connect_with_recv_buffer(&server, "/ws", 16 * 1024).await;
+    slow.read_json().await;
+    slow.send_text(r#"{"type":"subscribe","id":1,"channels":["flood"]}"#)
+        .await;
+    assert_eq!(slow.read_json().await["type"], "subscribed");
+    let pad = "x".repeat(30_000);
+    for i in 0..200 {
+        server.publish("flood", json!({"i": i, "pad": pad})).await;
+    }
+    let mut closing = 0;
+    server
+        .state
+        .registry
+        .for_each(|c| closing += usize::from(c.is_closing()));
+    assert_eq!(closing, 1, "the outbox overflowed");
+    // The client is busy elsewhere for longer than a close handshake may take, and sends
+    // a ping meanwhile (so the server holds unread input), then reads again.
+    slow.send_frame(0x9, true, b"still here", true).await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        slow.read_until_close().await,
+        Some(4009),
+        "what the kernel buffered, then the close frame"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_announces_on_system_then_closes_every_websocket_with_1001() {
     let server = TestServer::start().await;
     let mut a = server.ws("/ws").await;

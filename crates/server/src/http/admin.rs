@@ -96,7 +96,7 @@ struct TierBody {
 }
 
 /// `POST /api/v1/users/{user}/tier` `{tier}` -> `{user, tier, connections}`: live
-/// connections of the user follow at once.
+/// connections of the user (WebSockets, SSE streams, waiting long-polls) follow at once.
 pub async fn set_tier(
     State(state): State<AppState>,
     _admin: Admin,
@@ -121,7 +121,7 @@ pub async fn set_tier(
         })?;
     state.set_tier_override(&user, Some(tier));
     let mut connections = 0;
-    state.registry.for_each(|client| {
+    state.registry.for_each_with_polls(|client| {
         if client.is_user(&user) {
             let mut identity = client.identity();
             identity.tier = tier;
@@ -136,7 +136,8 @@ pub async fn set_tier(
 }
 
 /// `POST /api/v1/users/{user}/disconnect` -> `{user, disconnected}`: closes the user's
-/// connections with 1008 (tokens are not revoked).
+/// connections with 1008 (SSE streams end, waiting long-polls answer; tokens are not
+/// revoked).
 pub async fn disconnect(
     State(state): State<AppState>,
     _admin: Admin,
@@ -145,7 +146,7 @@ pub async fn disconnect(
     let user = canonical_user(user);
     check_user(&user, "user")?;
     let mut disconnected = 0;
-    state.registry.for_each(|client| {
+    state.registry.for_each_with_polls(|client| {
         if client.is_user(&user) {
             client.request_close(close::POLICY, false);
             disconnected += 1;

@@ -1,4 +1,7 @@
-//! Request bodies: read with the size limit (413 beyond it) and parsed as JSON (400).
+//! Request bodies: read with the size limit (413 beyond it) within the read timeout (408
+//! beyond it), and parsed as JSON (400).
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header;
@@ -10,8 +13,8 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::state::AppState;
 
-/// A request body read whole, within `limits.max_body_bytes` (413 beyond); the extractor
-/// every JSON endpoint starts from.
+/// A request body read whole, within `limits.max_body_bytes` (413 beyond) and
+/// `limits.body_read_timeout_s` (408 beyond); the extractor every JSON endpoint starts from.
 pub struct RawBody(pub Bytes);
 
 impl axum::extract::FromRequest<AppState> for RawBody {
@@ -22,9 +25,16 @@ impl axum::extract::FromRequest<AppState> for RawBody {
         state: &AppState,
     ) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        read(&parts.headers, body, state.config.limits.max_body_bytes)
-            .await
-            .map(RawBody)
+        let limits = &state.config.limits;
+        let timeout = Duration::from_secs(u64::from(limits.body_read_timeout_s));
+        match tokio::time::timeout(timeout, read(&parts.headers, body, limits.max_body_bytes)).await
+        {
+            Ok(read) => read.map(RawBody),
+            Err(_) => Err(ApiError::request_timeout(format!(
+                "the request body did not arrive within {} s",
+                limits.body_read_timeout_s
+            ))),
+        }
     }
 }
 

@@ -29,8 +29,13 @@ pub fn check_access(state: &AppState, identity: &Identity, name: &str) -> Result
     }
 }
 
-/// Parses and checks `channels=a,b` for a streaming request: every name valid (422) and
-/// readable (401/403), at most `max_subscriptions`, duplicates dropped.
+/// Most channel names one SSE or long-poll request may list, as for one WebSocket
+/// `subscribe` frame; more is 400 before any name is looked at.
+pub const MAX_CHANNELS_PER_REQUEST: usize = 100;
+
+/// Parses and checks `channels=a,b` for a streaming request: at most
+/// [`MAX_CHANNELS_PER_REQUEST`] names (400), every name valid (422) and readable (401/403),
+/// at most `max_subscriptions`, duplicates dropped.
 pub fn requested_channels(
     state: &AppState,
     identity: &Identity,
@@ -39,13 +44,20 @@ pub fn requested_channels(
     let Some(list) = query.get("channels") else {
         return Err(ApiError::bad_request("channels is required: ?channels=a,b"));
     };
+    let names = || list.split(',').map(str::trim).filter(|s| !s.is_empty());
+    if names().nth(MAX_CHANNELS_PER_REQUEST).is_some() {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_CHANNELS_PER_REQUEST} channels per request"
+        )));
+    }
     let mut channels: Vec<String> = Vec::new();
-    for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for raw in names() {
         let name = channel::normalize(raw).ok_or_else(|| {
             ApiError::invalid("channels", format!("{raw:?} is not a valid channel name"))
         })?;
         check_access(state, identity, name)?;
-        if !channels.iter().any(|c| c == name) {
+        if seen.insert(name) {
             channels.push(name.to_string());
         }
     }

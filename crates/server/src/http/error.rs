@@ -54,6 +54,12 @@ impl ApiError {
         )
     }
 
+    /// 408: the request (its body) did not arrive in time; the connection is closed after.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+            .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+    }
+
     /// 422: `field` breaks a rule.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);

@@ -3,23 +3,26 @@
 //! Answers at once when publications after the cursor are waiting (recovered from history),
 //! otherwise waits up to `poll_timeout_s` (25 s) for new ones. Without a cursor it waits for
 //! publications after "now". At most 1000 publications per answer; the returned cursor
-//! continues exactly after the last one returned on each channel.
+//! continues exactly after the last one returned on each channel. A waiting poll counts
+//! against `connections_per_ip` like a WebSocket; an admin tier change or disconnect of the
+//! caller ends it at once (the next poll is served at the new tier).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use signalhub_hub::{Client, SubscribeItem};
+use signalhub_hub::SubscribeItem;
 
 use super::channels::requested_channels;
 use super::cursor::Cursor;
 use super::error::ApiError;
 use super::identity::identify;
-use super::stream::{cors, next, Head, Held};
+use super::stream::{cors, next, Head, Held, Kind};
 use crate::state::AppState;
 
 /// Most publications in one answer.
@@ -28,10 +31,11 @@ pub const MAX_PER_ANSWER: usize = 1000;
 /// `GET /api/v1/poll`.
 pub async fn poll(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match answer(&state, &query, &headers).await {
+    match answer(&state, peer, &query, &headers).await {
         Ok(mut response) => {
             cors(&state, &headers, response.headers_mut());
             response
@@ -42,6 +46,7 @@ pub async fn poll(
 
 async fn answer(
     state: &AppState,
+    peer: SocketAddr,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -55,12 +60,7 @@ async fn answer(
         ),
     };
     let tier = identity.tier;
-    let client = Arc::new(Client::new(
-        state.next_connection_id(),
-        identity,
-        state.clock.now_s(),
-        u32::MAX,
-    ));
+    let mut held = Held::open(state, identity, peer.ip(), Kind::Poll, u32::MAX)?;
     let items: Vec<SubscribeItem<'_>> = channels
         .iter()
         .map(|c| SubscribeItem {
@@ -69,16 +69,13 @@ async fn answer(
             held: false,
         })
         .collect();
-    let positions = state.hub.subscribe(&client, tier, &items, |_| Bytes::new());
-    let held = Held {
-        state: state.clone(),
-        subs: positions
-            .iter()
-            .map(|p| (p.channel.clone(), tier))
-            .collect(),
-        client,
-        ip: None,
-    };
+    let positions = state
+        .hub
+        .subscribe(&held.client, tier, &items, |_| Bytes::new());
+    held.subs = positions
+        .iter()
+        .map(|p| (p.channel.clone(), tier))
+        .collect();
     let recovered = given.is_some() && positions.iter().all(|p| p.recovered);
     let mut cursor = Cursor::default();
     // Only publications after these positions count (not latest-value snapshots).
@@ -102,6 +99,13 @@ async fn answer(
             () = tokio::time::sleep_until(deadline) => None,
             () = state.stopped() => None,
         };
+        if taken.as_ref().is_some_and(|t| t.refresh) {
+            // An admin changed the caller's tier: what was queued with the change may have
+            // been fanned out at the old tier. Answer with what came before; the cursor
+            // stays before the rest, so the next poll gets it at the new tier.
+            queue.clear();
+            break;
+        }
         for payload in queue.drain(..) {
             if publications.len() >= MAX_PER_ANSWER {
                 break;

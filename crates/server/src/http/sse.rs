@@ -4,24 +4,24 @@
 //! (the same envelope as WebSocket) whose `id` is a cursor of every channel's position, so a
 //! reconnecting EventSource resumes with `Last-Event-ID` (or `?last_event_id=`, for the
 //! first request, which browsers cannot give headers). A `: ping` comment is sent at the
-//! heartbeat interval. The stream ends on shutdown or when its outbox overflows.
-
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::Arc;
+//! heartbeat interval. An admin tier change re-checks the stream's channels like a
+//! WebSocket's (named events `unsubscribed` and `authenticated`; above-tier publications
+//! then arrive as `locked` stubs). The stream ends on shutdown or when its outbox overflows.
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use signalhub_hub::{Client, SubscribeItem};
+use signalhub_hub::SubscribeItem;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 
 use super::channels::requested_channels;
 use super::cursor::Cursor;
 use super::error::ApiError;
 use super::identity::identify;
-use super::stream::{cors, next, Head, Held};
+use super::stream::{cors, next, Head, Held, Kind};
 use crate::state::AppState;
 use crate::ws::protocol;
 
@@ -56,28 +56,15 @@ fn open(
         Some(text) => Cursor::decode(text)
             .ok_or_else(|| ApiError::invalid("last_event_id", "not a cursor this server issued"))?,
     };
-    let ip = peer.ip();
-    if !state
-        .registry
-        .try_add_ip(ip, state.config.limits.connections_per_ip)
-    {
-        return Err(ApiError::rate_limited(
-            "too many connections from this address",
-            5,
-        ));
-    }
     let limits = &state.config.limits;
     let tier = identity.tier;
-    let client = Arc::new(
-        Client::new(
-            state.next_connection_id(),
-            identity,
-            state.clock.now_s(),
-            limits.ping_interval_s,
-        )
-        .with_peer(ip),
-    );
-    state.registry.insert(client.clone());
+    let mut held = Held::open(
+        state,
+        identity,
+        peer.ip(),
+        Kind::Stream,
+        limits.ping_interval_s,
+    )?;
     let items: Vec<SubscribeItem<'_>> = channels
         .iter()
         .map(|c| SubscribeItem {
@@ -86,25 +73,22 @@ fn open(
             held: false,
         })
         .collect();
-    let positions = state.hub.subscribe(&client, tier, &items, |positions| {
-        protocol::subscribed_frame(None, positions)
-    });
+    let positions = state
+        .hub
+        .subscribe(&held.client, tier, &items, |positions| {
+            protocol::subscribed_frame(None, positions)
+        });
     let mut cursor = Cursor::default();
     for p in &positions {
         cursor.set(&p.channel, &p.epoch, p.seq);
     }
-    let held = Held {
-        state: state.clone(),
-        subs: positions
-            .iter()
-            .map(|p| (p.channel.clone(), tier))
-            .collect(),
-        client,
-        ip: Some(ip),
-    };
+    held.subs = positions
+        .iter()
+        .map(|p| (p.channel.clone(), tier))
+        .collect();
     let body = Body::from_stream(futures_util::stream::unfold(
         (held, cursor, VecDeque::new(), false),
-        |(held, mut cursor, mut queue, done)| async move {
+        |(mut held, mut cursor, mut queue, done)| async move {
             if done {
                 return None;
             }
@@ -115,6 +99,9 @@ fn open(
             let mut chunk = BytesMut::new();
             for payload in queue.drain(..) {
                 write_event(&mut chunk, &payload, &mut cursor);
+            }
+            if taken.refresh {
+                refresh(&mut held, &mut chunk);
             }
             if taken.ping {
                 chunk.put_slice(b": ping\n\n");
@@ -140,21 +127,50 @@ fn open(
     Ok(response)
 }
 
+/// After an admin tier change: re-checks the stream's channels like a WebSocket does, then
+/// tells the client with a named `unsubscribed` event (`reason: tier_changed`) for the
+/// channels taken away, if any, and a named `authenticated` event with the new tier.
+fn refresh(held: &mut Held, out: &mut BytesMut) {
+    let removed = held.restrict();
+    if !removed.is_empty() {
+        let names: Vec<&str> = removed.iter().map(|c| &**c).collect();
+        let frame = protocol::unsubscribed_frame(None, &names, Some("tier_changed"));
+        write_named(out, "unsubscribed", &frame);
+    }
+    let identity = held.client.identity();
+    let frame = protocol::authenticated_frame(
+        None,
+        identity.auth.as_str(),
+        held.state.hub.ladder().name(identity.tier),
+        identity.user.as_deref(),
+    );
+    write_named(out, "authenticated", &frame);
+}
+
+/// Appends a named event (no `id`: it does not move the cursor).
+fn write_named(out: &mut BytesMut, name: &str, payload: &[u8]) {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    out.put_slice(payload);
+    out.put_slice(b"\n\n");
+}
+
 /// Appends one SSE event for an outbox payload, advancing the cursor.
 fn write_event(out: &mut BytesMut, payload: &Bytes, cursor: &mut Cursor) {
     let Some(head) = Head::of(payload) else {
         return;
     };
     if head.kind == "subscribed" {
-        out.put_slice(b"event: subscribed\ndata: ");
-    } else {
-        if let (Some(channel), Some(epoch), Some(seq)) = (&head.channel, &head.epoch, head.seq) {
-            cursor.set(channel, epoch, seq);
-        }
-        out.put_slice(b"id: ");
-        out.put_slice(cursor.encode().as_bytes());
-        out.put_slice(b"\ndata: ");
+        write_named(out, "subscribed", payload);
+        return;
     }
+    if let (Some(channel), Some(epoch), Some(seq)) = (&head.channel, &head.epoch, head.seq) {
+        cursor.set(channel, epoch, seq);
+    }
+    out.put_slice(b"id: ");
+    out.put_slice(cursor.encode().as_bytes());
+    out.put_slice(b"\ndata: ");
     // Envelopes are single-line JSON, so one `data:` line carries each.
     out.put_slice(payload);
     out.put_slice(b"\n\n");

@@ -1,5 +1,5 @@
-//! What SSE and long-poll share: a hub subscription owned by an HTTP request, CORS, and
-//! reading an outbox from async code.
+//! What SSE and long-poll share: a hub subscription owned by an HTTP request (counted per
+//! address, reached by admin tier changes), CORS, and reading an outbox from async code.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -9,18 +9,100 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use bytes::Bytes;
 use serde::Deserialize;
 use signalhub_hub::client::Taken;
-use signalhub_hub::{Client, TierId};
+use signalhub_hub::{Client, Identity, TierId};
 
+use super::error::ApiError;
 use crate::state::AppState;
 
-/// A subscription set held by an HTTP request; dropping it unsubscribes, and (for streams)
-/// leaves the registry and frees the per-IP slot.
+/// Where a [`Held`] client is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An SSE stream: a connection (stats, heartbeat, admin actions).
+    Stream,
+    /// A waiting long-poll: reached by admin actions only.
+    Poll,
+}
+
+/// A subscription set held by an HTTP request, counted against its address's
+/// `connections_per_ip` like a WebSocket; dropping it unsubscribes, leaves the registry and
+/// frees the per-IP slot.
 pub struct Held {
     pub state: AppState,
     pub client: Arc<Client>,
     pub subs: Vec<(Arc<str>, TierId)>,
-    /// Set for streams counted in the registry and per-IP limit.
-    pub ip: Option<IpAddr>,
+    ip: IpAddr,
+    kind: Kind,
+}
+
+impl Held {
+    /// Takes a per-IP slot for `ip` (429 when it has none left) and registers a client with
+    /// no subscriptions yet.
+    pub fn open(
+        state: &AppState,
+        identity: Identity,
+        ip: IpAddr,
+        kind: Kind,
+        ping_interval_s: u32,
+    ) -> Result<Held, ApiError> {
+        if !state
+            .registry
+            .try_add_ip(ip, state.config.limits.connections_per_ip)
+        {
+            return Err(ApiError::rate_limited(
+                "too many connections from this address",
+                5,
+            ));
+        }
+        let client = Arc::new(
+            Client::new(
+                state.next_connection_id(),
+                identity,
+                state.clock.now_s(),
+                ping_interval_s,
+            )
+            .with_peer(ip),
+        );
+        match kind {
+            Kind::Stream => state.registry.insert(client.clone()),
+            Kind::Poll => state.registry.insert_poll(client.clone()),
+        }
+        Ok(Held {
+            state: state.clone(),
+            client,
+            subs: Vec::new(),
+            ip,
+            kind,
+        })
+    }
+
+    /// After an admin tier change: ends the subscriptions the new identity may not hold
+    /// and moves the rest into the bucket of its tier (so above-tier publications arrive as
+    /// `locked` stubs), as a WebSocket does. Returns the channels ended.
+    pub fn restrict(&mut self) -> Vec<Arc<str>> {
+        let identity = self.client.identity();
+        let state = &self.state;
+        let ladder = state.hub.ladder();
+        let mut removed = Vec::new();
+        let mut kept = Vec::with_capacity(self.subs.len());
+        for (channel, tier) in std::mem::take(&mut self.subs) {
+            let allowed = state
+                .config
+                .rules
+                .check(ladder, &channel, identity.tier, identity.user.as_deref())
+                .is_ok();
+            if allowed {
+                state
+                    .hub
+                    .rebucket(&self.client, &channel, tier, identity.tier);
+                kept.push((channel, identity.tier));
+            } else {
+                state.hub.unsubscribe(self.client.id(), &channel, tier);
+                removed.push(channel);
+            }
+        }
+        self.subs = kept;
+        removed
+    }
 }
 
 impl Drop for Held {
@@ -28,10 +110,11 @@ impl Drop for Held {
         for (channel, tier) in self.subs.drain(..) {
             self.state.hub.unsubscribe(self.client.id(), &channel, tier);
         }
-        if let Some(ip) = self.ip {
-            self.state.registry.remove(self.client.id());
-            self.state.registry.remove_ip(ip);
+        match self.kind {
+            Kind::Stream => self.state.registry.remove(self.client.id()),
+            Kind::Poll => self.state.registry.remove_poll(self.client.id()),
         }
+        self.state.registry.remove_ip(self.ip);
     }
 }
 

@@ -70,6 +70,12 @@ const READ_CHUNK: usize = 4096;
 const POLL_BUDGET: usize = 16;
 /// Unwritten control frames (pongs) tolerated before a non-reading peer counts as slow.
 const MAX_UNWRITTEN_FRAMES: usize = 4096;
+/// How long a close frame the peer's full socket does not take yet may wait (a peer that
+/// stopped reading for a while, the usual slow consumer) before the connection is dropped
+/// without it; the sweeper's abort waits meanwhile, except during shutdown.
+pub const CLOSE_FRAME_WAIT_S: u32 = 10;
+/// Most unread inbound bytes discarded as the socket is dropped.
+const MAX_DISCARDED_ON_DROP: usize = 64 * 1024;
 
 static PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
 
@@ -105,6 +111,8 @@ pub struct Connection {
     refusal_window_s: u32,
     refusals: u8,
     phase: Phase,
+    /// Coarse clock second at which the close began.
+    closing_since_s: u32,
     /// The peer sent its close frame (or the stream broke): finish once flushed.
     peer_done: bool,
     /// A protocol error stopped decoding; inbound bytes are ignored until the end.
@@ -147,6 +155,7 @@ impl Connection {
             refusals: 0,
             refusal_window_s: 0,
             phase: Phase::Open,
+            closing_since_s: 0,
             peer_done: false,
             broken: false,
             state,
@@ -173,6 +182,35 @@ impl Connection {
         self.out
             .push_back(frame::close_frame(code, close::reason(code)));
         self.phase = Phase::Closing;
+        self.closing_since_s = self.state.clock.now_s();
+    }
+
+    /// True while an abort (the close took too long) should wait: our close frame is not
+    /// written yet because the peer's socket is full, for at most `CLOSE_FRAME_WAIT_S`
+    /// and not during shutdown. A slow consumer that reads again then finds its 4009.
+    fn defer_abort(&self) -> bool {
+        self.phase == Phase::Closing
+            && !self.state.is_stopping()
+            && self
+                .state
+                .clock
+                .now_s()
+                .saturating_sub(self.closing_since_s)
+                < CLOSE_FRAME_WAIT_S
+    }
+
+    /// Reads and discards inbound bytes nobody read (bounded): closing a socket with
+    /// unread input makes the kernel send a reset, which can destroy what the peer has not
+    /// read yet (our close frame among it).
+    fn discard_unread(&mut self) {
+        let mut buf = [0u8; READ_CHUNK];
+        let mut discarded = 0;
+        while discarded < MAX_DISCARDED_ON_DROP {
+            match self.stream.try_read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n,
+            }
+        }
     }
 
     /// Writes queued items until done or the socket is full.
@@ -395,7 +433,7 @@ impl Connection {
                 // `out` was empty, so this is its first frame's progress.
                 self.head_written = taken.head_written;
             }
-            if taken.abort {
+            if taken.abort && !self.defer_abort() {
                 return Poll::Ready(());
             }
             // `take` registered our waker: payloads pushed from now on wake us, so taking
@@ -467,6 +505,7 @@ impl Drop for Connection {
         while !self.client.retire(Waker::noop()) {
             std::thread::yield_now();
         }
+        self.discard_unread();
         for (channel, tier) in self.subs.iter() {
             self.state.hub.unsubscribe(self.client.id(), channel, *tier);
         }

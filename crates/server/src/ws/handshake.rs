@@ -2,8 +2,8 @@
 //! raw socket to a [`Connection`].
 //!
 //! hyper performs the upgrade; the socket is then taken back out of hyper (a downcast to
-//! the `TokioIo<TcpStream>` our accept loop gave it), so a connection costs only our own
-//! small future, not an HTTP stack's buffers.
+//! the `TokioIo<HttpStream>` our accept loop gave it, unwrapped to its `TcpStream`), so a
+//! connection costs only our own small future, not an HTTP stack's buffers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +23,7 @@ use super::connection::Connection;
 use super::{protocol, session};
 use crate::http::error::ApiError;
 use crate::http::identity::identify;
+use crate::server::HttpStream;
 use crate::state::AppState;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -185,7 +186,7 @@ fn prepare(
                 return;
             }
         };
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        let parts = match upgraded.downcast::<TokioIo<HttpStream>>() {
             Ok(parts) => parts,
             Err(_) => {
                 tracing::error!("upgraded connection is not a TCP stream");
@@ -195,7 +196,7 @@ fn prepare(
         };
         start(
             state,
-            parts.io.into_inner(),
+            parts.io.into_inner().into_tcp(),
             parts.read_buf,
             identity,
             ip,
