@@ -84,6 +84,20 @@ impl ChannelRule {
         }
         Ok(ChannelRule { pattern, access })
     }
+
+    /// The pattern as configured: `name`, `prefix*` or `prefix{user}`.
+    pub fn pattern(&self) -> String {
+        match &self.pattern {
+            Pattern::Exact(name) => name.clone(),
+            Pattern::Prefix(prefix) => format!("{prefix}*"),
+            Pattern::Owner(prefix) => format!("{prefix}{{user}}"),
+        }
+    }
+
+    /// What the rule demands.
+    pub fn access(&self) -> Access {
+        self.access
+    }
 }
 
 /// Why a subscription was refused.
@@ -120,6 +134,11 @@ impl ChannelRules {
             rules.push(ChannelRule::new(pattern, Access::Owner).expect("valid"));
         }
         ChannelRules { rules }
+    }
+
+    /// The rules in the order they are checked.
+    pub fn rules(&self) -> &[ChannelRule] {
+        &self.rules
     }
 
     /// The access a channel demands, and for owner channels the owner's name.
@@ -161,6 +180,27 @@ impl ChannelRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_list_their_patterns_as_configured() {
+        let ladder = TierLadder::default();
+        let listed: Vec<(String, Access)> = ChannelRules::defaults(&ladder)
+            .rules()
+            .iter()
+            .map(|r| (r.pattern(), r.access()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("premium".to_string(), Access::MinTier(TierId(1))),
+                ("whale".to_string(), Access::MinTier(TierId(3))),
+                ("trades:{user}".to_string(), Access::Owner),
+                ("user:{user}".to_string(), Access::Owner),
+            ]
+        );
+        let prefix = ChannelRule::new("vip:*", Access::Open).unwrap();
+        assert_eq!(prefix.pattern(), "vip:*");
+    }
 
     fn setup() -> (TierLadder, ChannelRules) {
         let ladder = TierLadder::default();

@@ -135,11 +135,35 @@ impl TierLadder {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(String::as_str)
     }
+
+    /// `(alias, tier)` pairs, sorted by alias: every accepted name that is not canonical.
+    pub fn aliases(&self) -> Vec<(&str, &str)> {
+        let mut aliases: Vec<(&str, &str)> = self
+            .lookup
+            .iter()
+            .filter(|(name, id)| self.names[id.index()] != **name)
+            .map(|(alias, id)| (alias.as_str(), self.names[id.index()].as_str()))
+            .collect();
+        aliases.sort_unstable();
+        aliases
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_lists_the_non_canonical_names_with_their_tier() {
+        assert_eq!(
+            TierLadder::default().aliases(),
+            vec![
+                ("institutional", "whale"),
+                ("professional", "premium"),
+                ("starter", "free")
+            ]
+        );
+    }
 
     #[test]
     fn default_ladder_orders_free_premium_holder_whale() {

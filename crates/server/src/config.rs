@@ -64,7 +64,7 @@ impl std::fmt::Debug for ApiKey {
 }
 
 /// Connection and request limits (spec section 5).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_message_bytes: usize,
@@ -306,6 +306,8 @@ pub struct AuthSetup {
 pub struct Overrides {
     pub listen: Option<String>,
     pub config: Option<std::path::PathBuf>,
+    /// `serve --api-key`: the one publisher key, instead of `SIGNALHUB_API_KEYS` or the file's.
+    pub api_key: Option<String>,
 }
 
 /// A source of environment variables (the process environment, or a map in tests).
@@ -685,12 +687,20 @@ impl Config {
             allowed_origins
         };
 
-        let (mut api_keys, keys_field) = match env_nonempty(env, "SIGNALHUB_API_KEYS") {
-            Some(v) => (
+        let flag_key = overrides.api_key.as_deref().map(str::trim);
+        let (mut api_keys, keys_field) = match (flag_key, env_nonempty(env, "SIGNALHUB_API_KEYS")) {
+            (Some(key), _) => (
+                vec![ApiKey {
+                    key: key.to_string(),
+                    role: Role::Publisher,
+                }],
+                "--api-key",
+            ),
+            (None, Some(v)) => (
                 parse_api_keys(&v, "SIGNALHUB_API_KEYS")?,
                 "SIGNALHUB_API_KEYS",
             ),
-            None => (file.api_keys.unwrap_or_default(), "api_keys"),
+            (None, None) => (file.api_keys.unwrap_or_default(), "api_keys"),
         };
         for key in &api_keys {
             if key.key.len() < 8 {

@@ -10,6 +10,7 @@ fn resolve(
     let overrides = Overrides {
         listen: listen_flag.map(String::from),
         config: None,
+        api_key: None,
     };
     Config::resolve(parse_file(file)?, &overrides, env)
 }
@@ -51,6 +52,31 @@ fn api_keys_env_splits_on_commas_and_the_last_colon() {
     assert_eq!(c.api_keys[0].key, "pub:key:1");
     assert_eq!(c.api_keys[0].role, Role::Publisher);
     assert_eq!(c.api_keys[1].role, Role::Admin);
+}
+
+#[test]
+fn the_api_key_flag_is_the_one_publisher_key_over_the_environment() {
+    let overrides = Overrides {
+        api_key: Some("flag-key-123".into()),
+        ..Overrides::default()
+    };
+    let env = [("SIGNALHUB_API_KEYS", "envkey123:admin")];
+    let c = Config::resolve(ConfigFile::default(), &overrides, &env[..]).unwrap();
+    assert!(!c.generated_key);
+    assert_eq!(
+        c.api_keys,
+        vec![ApiKey {
+            key: "flag-key-123".into(),
+            role: Role::Publisher
+        }]
+    );
+    let short = Overrides {
+        api_key: Some("short".into()),
+        ..Overrides::default()
+    };
+    let none: [(&str, &str); 0] = [];
+    let err = Config::resolve(ConfigFile::default(), &short, &none[..]).unwrap_err();
+    assert_eq!(err.field, "--api-key");
 }
 
 #[test]

@@ -13,7 +13,9 @@
 //! - [`heartbeat`]: the sweeper that pings, times out and reaps connections.
 //! - [`registry`]: every live connection, for shutdown, admin actions and stats.
 //! - [`auth`]: tokens, wallet sign-in, balance-derived tiers: credentials to a `Principal`.
-//! - [`config`]: defaults, TOML, environment and flags, validated at start.
+//! - [`config`]: defaults, TOML, environment and flags, validated at start;
+//!   [`config_report`] prints what they resolve to (`signalhub config check`).
+//! - [`keyfile`]: the generated publisher key, kept beside the store across restarts.
 //! - [`store`]: durable signals and admin tier changes: SQLite by default, PostgreSQL by URL.
 //! - [`state`], [`clock`], [`idempotency`]: shared state, a coarse clock, publish dedup.
 //!
@@ -22,9 +24,11 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod config_report;
 pub mod heartbeat;
 pub mod http;
 pub mod idempotency;
+pub mod keyfile;
 pub mod peer;
 pub mod publish;
 pub mod registry;

@@ -51,6 +51,11 @@ enum Command {
         /// TOML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The publisher API key (at least 8 characters), instead of SIGNALHUB_API_KEYS, the
+        /// file's api_keys or a generated key. Without any, a generated key is kept in
+        /// signalhub.key beside the store and reused on every start.
+        #[arg(long)]
+        api_key: Option<String>,
     },
     /// Check a configuration and print what it resolves to, without serving.
     Config {
@@ -67,15 +72,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigAction {
-    /// Validate the configuration (file, environment) and exit 0 when it is valid.
+    /// Validate the configuration (defaults, the file, SIGNALHUB_* variables) and print what
+    /// it resolves to, as TOML without secrets; exit 0 when valid, 2 naming the bad setting.
     Check {
+        /// TOML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
     },
 }
 
-fn load(listen: Option<String>, config: Option<PathBuf>) -> Result<Config, ExitCode> {
-    Config::load(&Overrides { listen, config }, &ProcessEnv).map_err(|e| {
+fn load(overrides: &Overrides) -> Result<Config, ExitCode> {
+    Config::load(overrides, &ProcessEnv).map_err(|e| {
         eprintln!("signalhub: {e}");
         ExitCode::from(2)
     })
@@ -86,19 +93,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Config {
             action: ConfigAction::Check { config },
-        } => match load(None, config) {
+        } => match load(&Overrides {
+            config,
+            ..Overrides::default()
+        }) {
             Ok(c) => {
-                println!(
-                    "configuration is valid: listen {}, {} API key(s), {} tiers",
-                    c.listen,
-                    c.api_keys.len(),
-                    c.hub.ladder.len()
-                );
+                print!("{}", signalhub::config_report::render(&c));
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Command::Serve { listen, config } => match load(listen, config) {
+        Command::Serve {
+            listen,
+            config,
+            api_key,
+        } => match load(&Overrides {
+            listen,
+            config,
+            api_key,
+        }) {
             Ok(config) => serve(config),
             Err(code) => code,
         },
@@ -108,7 +121,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(mut config: Config) -> ExitCode {
+    let key_file = match signalhub::keyfile::keep_generated_key(&mut config) {
+        Ok(path) => path,
+        Err(e @ signalhub::keyfile::KeyFileError::Invalid { .. }) => {
+            eprintln!("signalhub: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("signalhub: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
         .with_writer(std::io::stderr)
@@ -147,6 +171,16 @@ fn serve(config: Config) -> ExitCode {
             .unwrap_or_default();
         if let Some(key) = generated_key {
             eprintln!("publisher API key: {key}");
+            match &key_file {
+                Some(path) => eprintln!(
+                    "  (kept in {}, reused on every start; for curl and `signalhub publish`:)",
+                    path.display()
+                ),
+                None => eprintln!(
+                    "  (new on every start with this store; for curl and `signalhub publish`:)"
+                ),
+            }
+            eprintln!("  export SIGNALHUB_API_KEY={key}");
         }
         eprintln!("signalhub listening on {addr}");
         match signalhub::server::serve(listener, state, shutdown_signal()).await {

@@ -1884,3 +1884,48 @@ async fn a_bad_trusted_proxies_entry_is_a_configuration_error_naming_it() {
     assert_eq!(e.field, "SIGNALHUB_TRUSTED_PROXIES");
     assert!(e.message.contains("nope"), "{}", e.message);
 }
+
+/// The `signalhub_*` names in `text` from `from` up to the next blank line.
+fn documented_metrics(text: &str, from: &str) -> BTreeSet<String> {
+    let start = text.find(from).expect("the metric list is there");
+    let end = text[start..].find("\n\n").map_or(text.len(), |i| start + i);
+    text[start..end]
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("signalhub_"))
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_documented_metric_lists_are_exactly_what_metrics_serves() {
+    let server = TestServer::start().await;
+    let text = server.get_raw("/metrics", None).await;
+    let served: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split([' ', '{']).next())
+        .map(String::from)
+        .collect();
+    assert!(
+        served.contains("signalhub_direct_deliveries_total"),
+        "{text}"
+    );
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let protocol = std::fs::read_to_string(format!("{root}/docs/protocol.md")).unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    assert_eq!(
+        documented_metrics(&protocol, "`/metrics` families:"),
+        served,
+        "docs/protocol.md section 9"
+    );
+    assert_eq!(
+        documented_metrics(&protocol, "- `/metrics` (OpenMetrics text)"),
+        served,
+        "docs/protocol.md section 10"
+    );
+    assert_eq!(
+        documented_metrics(&readme, "`/metrics` (Prometheus"),
+        served,
+        "README.md"
+    );
+}

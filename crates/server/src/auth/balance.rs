@@ -293,6 +293,21 @@ impl fmt::Debug for JsonRpcTiers {
 }
 
 impl JsonRpcTiers {
+    /// The node's scheme, host and port only: the path or query may hold an API key.
+    pub fn origin(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+
+    /// The ERC-20 contract, EIP-55.
+    pub fn token(&self) -> String {
+        format_address(&self.token)
+    }
+
+    /// The `holder` and `whale` thresholds, decimal, in the token's smallest unit.
+    pub fn thresholds(&self) -> (String, String) {
+        (self.holder_min.to_string(), self.whale_min.to_string())
+    }
+
     /// `url` is the node's HTTP JSON-RPC endpoint; `holder_min` and `whale_min` are decimal
     /// integers in the token's smallest unit. `ladder` must have `holder` and `whale` tiers.
     pub fn new(

@@ -186,6 +186,11 @@ pub enum TokenError {
     AlgorithmNotAllowed,
     #[error("bad token signature")]
     BadSignature,
+    /// An HS256 token that fails the signature check on a server with no HS256 secret
+    /// configured (only the per-process wallet key): it was signed elsewhere, typically by
+    /// `signalhub token` or a backend with a secret this server was not started with.
+    #[error("bad token signature (no HS256 secret configured)")]
+    NoSharedSecret,
     #[error("token expired")]
     Expired,
     #[error("token not yet valid")]
@@ -206,7 +211,16 @@ impl TokenError {
         match self {
             TokenError::Malformed => "malformed token",
             TokenError::AlgorithmNotAllowed => "token algorithm not allowed",
-            TokenError::BadSignature => "invalid token signature",
+            TokenError::BadSignature => {
+                "invalid token signature: none of the keys this server verifies with \
+                 (SIGNALHUB_JWT_SECRET, [[auth.keys]]) signed it; a token from `signalhub token` \
+                 needs the server's SIGNALHUB_JWT_SECRET"
+            }
+            TokenError::NoSharedSecret => {
+                "invalid token signature: this server has no SIGNALHUB_JWT_SECRET, so it accepts \
+                 only wallet tokens signed by this process; start it with the \
+                 SIGNALHUB_JWT_SECRET that signed the token (the one `signalhub token` used)"
+            }
             TokenError::Expired => "token expired",
             TokenError::NotYetValid => "token not yet valid",
             TokenError::WrongAudience => "token audience not accepted",
@@ -223,6 +237,8 @@ struct KeyEntry {
     alg: TokenAlg,
     kid: Option<String>,
     key: DecodingKey,
+    /// The per-process minter's key (not configured).
+    ephemeral: bool,
 }
 
 /// Verifies session tokens. Build it once at start; `verify` is cheap and `&self`.
@@ -327,6 +343,7 @@ impl Verifier {
                 alg,
                 kid: key.kid,
                 key: decoding,
+                ephemeral: false,
             });
         }
         let rules = TokenRules {
@@ -346,8 +363,18 @@ impl Verifier {
             alg: TokenAlg::Hs256,
             kid: None,
             key: minter.decoding.clone(),
+            ephemeral: true,
         });
         self
+    }
+
+    /// Each key's algorithm and `kid`, in the order given, and whether it is the
+    /// per-process minter's key (added by [`Verifier::with_minter`]). No key material.
+    pub fn keys(&self) -> Vec<(TokenAlg, Option<&str>, bool)> {
+        self.keys
+            .iter()
+            .map(|k| (k.alg, k.kid.as_deref(), k.ephemeral))
+            .collect()
     }
 
     /// True when at least one key is configured.
@@ -391,7 +418,13 @@ impl Verifier {
             )
         });
         if !verified {
-            return Err(TokenError::BadSignature);
+            // Only the per-process key to check with: no secret is shared with whoever
+            // signed this token.
+            return Err(if candidates.iter().all(|entry| entry.ephemeral) {
+                TokenError::NoSharedSecret
+            } else {
+                TokenError::BadSignature
+            });
         }
 
         let claims: RawClaims = decode_json(parts.payload)?;
@@ -1311,6 +1344,34 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_signature_says_which_secret_the_server_lacks() {
+        let foreign = hs_token_with(
+            b"the-secret-signalhub-token-used",
+            r#"{"alg":"HS256"}"#,
+            &claims(""),
+        );
+        let no_secret = Verifier::new(Vec::new(), TokenRules::default())
+            .unwrap()
+            .with_minter(&Minter::random());
+        let err = verify(&no_secret, &foreign).unwrap_err();
+        assert_eq!(err, TokenError::NoSharedSecret);
+        assert!(err.message().starts_with("invalid token signature"));
+        assert!(
+            err.message().contains("has no SIGNALHUB_JWT_SECRET"),
+            "{}",
+            err.message()
+        );
+        let err = verify(&hs_verifier(), &foreign).unwrap_err();
+        assert_eq!(err, TokenError::BadSignature);
+        assert!(
+            err.message().contains("SIGNALHUB_JWT_SECRET"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains("has no"), "{}", err.message());
+    }
+
+    #[test]
     fn random_minter_tokens_verify_only_where_its_key_was_added() {
         let minter = Minter::random();
         assert!(minter.is_ephemeral());
@@ -1321,7 +1382,7 @@ mod tests {
         assert_eq!(verify(&with, &token).unwrap().auth, AuthKind::Wallet);
         let other = Minter::random();
         let (foreign, _) = other.mint("0xabc", "free", 60, AuthKind::Wallet, NOW);
-        assert_eq!(verify(&with, &foreign), Err(TokenError::BadSignature));
+        assert_eq!(verify(&with, &foreign), Err(TokenError::NoSharedSecret));
         // The configured key still works next to the minter's.
         let both = hs_verifier().with_minter(&minter);
         assert!(verify(&both, &token).is_ok());

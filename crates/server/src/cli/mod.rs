@@ -116,8 +116,8 @@ pub fn publish(args: PublishArgs) -> ExitCode {
 /// `signalhub token`: prints a session token; exit 2 without a secret or with bad input.
 pub fn token(args: TokenArgs) -> ExitCode {
     let overrides = Overrides {
-        listen: None,
         config: args.config,
+        ..Overrides::default()
     };
     let config = match Config::load(&overrides, &ProcessEnv) {
         Ok(config) => config,
