@@ -4,7 +4,8 @@
 # (PostgreSQL for the store, a local Ethereum node with an ERC-20 for wallet tiers), a short
 # load-generator run that must deliver every publication in order, the container image built
 # and run with podman, the TypeScript client's
-# tests against the real binary, and the dashboard's tests in headless Chromium.
+# tests against the real binary (including the READMEs' install-from-the-repository commands,
+# run as written into a new project), and the dashboard's tests in headless Chromium.
 # Installs what it needs: Debian's postgresql, chromium and podman when missing, npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."

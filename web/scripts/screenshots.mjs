@@ -24,16 +24,16 @@ try {
   }
   const minutesAgo = (m) => new Date(Date.now() - m * 60000).toISOString();
   const signals = [
-    { pair: "GBP_USD", signal_type: "SELL", entry_price: 1.2714, confidence_score: 0.62, source: "bot:7", timeframe: "15m", timestamp: minutesAgo(14) },
+    { pair: "GBP_USD", signal_type: "SELL", entry_price: 1.2714, stop_loss: 1.2755, take_profit: [1.268, 1.265], confidence_score: 0.62, source: "bot:7", timeframe: "15m", timestamp: minutesAgo(14) },
     { pair: "BTC-USD", signal_type: "BUY", entry_price: 63980.5, confidence_score: 0.91, source: "bot:alpha", strategy: "breakout", timestamp: minutesAgo(11) },
-    { pair: "XAU_USD", signal_type: "BUY", entry_price: 2351.2, confidence_score: 0.74, source: "bot:7", timeframe: "1h", timestamp: minutesAgo(8) },
+    { pair: "XAU_USD", signal_type: "BUY", entry_price: 2351.2, stop_loss: 2338, take_profit: [2370], confidence_score: 0.74, source: "bot:7", timeframe: "1h", timestamp: minutesAgo(8) },
     { pair: "ETH-USD", signal_type: "SELL", entry_price: 3131.0, confidence_score: 0.83, source: "bot:alpha", timestamp: minutesAgo(5) },
     { pair: "USD_JPY", signal_type: "SELL", entry_price: 156.42, confidence_score: 0.58, strategy: "mean_revert", timeframe: "4h", timestamp: minutesAgo(3) },
   ];
   for (const s of signals) await publishSignal(base, s);
 
   const live = [
-    { pair: "EUR_USD", signal_type: "BUY", entry_price: "1.0950", confidence_score: 0.71, source: "bot:7", timeframe: "1h", strategy: "sma_cross" },
+    { pair: "EUR_USD", signal_type: "BUY", entry_price: "1.0950", stop_loss: "1.0920", take_profit: ["1.0990", "1.1020"], confidence_score: 0.71, source: "bot:7", timeframe: "1h", strategy: "sma_cross" },
     { pair: "SOL-USD", signal_type: "BUY", entry_price: 171.3, confidence_score: 0.86 },
   ];
   const shoot = async (name, viewport) => {

@@ -1,17 +1,20 @@
 // The live dashboard: wires the @signalhub/client connection to the panels.
 //
 // URL options (all optional): `prices=BTC-USD,ETH-USD` (the tickers), `retry_ms` and
-// `max_retry_ms` (the client's reconnect backoff), `transports=websocket,sse,poll`.
+// `max_retry_ms` (the client's reconnect backoff), `transports=websocket,sse,poll`, and the
+// signal filters `pair=` (a part of the pair), `side=BUY`, `tier=premium` (kept up to date by
+// the filter bar).
 
 import { SignalHubClient, type Envelope, type TransportKind } from "../../clients/js/src/index.ts";
 import { getJson, HttpError } from "./api";
 import { BotsPanel } from "./bots";
 import { SignalFeed } from "./feed";
+import { FilterBar, filtersFrom } from "./filters";
 import { StatsPanel } from "./stats";
 import { StatusBar } from "./status";
 import { priceChannels, Tickers } from "./tickers";
 import { tokenClaims } from "./token";
-import type { SignalRecord } from "./types";
+import type { LockedStub, SignalRecord } from "./types";
 
 const DEFAULT_PRICES = "price:BTC-USD,price:ETH-USD,price:EUR-USD";
 
@@ -23,7 +26,13 @@ const intParam = (name: string): number | undefined => {
 
 const status = new StatusBar(document);
 const bots = new BotsPanel(document.getElementById("bots")!);
-const feed = new SignalFeed(document.getElementById("signals")!, (rec, ts) => bots.seen(rec, ts));
+const feed = new SignalFeed(document.getElementById("signals")!, (rec, ts) => {
+  bots.seen(rec, ts);
+  filterBar.seen(rec);
+});
+const initialFilters = filtersFrom(params);
+const filterBar = new FilterBar(document.getElementById("filters")!, initialFilters, (f) => feed.setFilters(f));
+feed.setFilters(initialFilters);
 const tickers = new Tickers(document.querySelector(".prices") as HTMLElement, priceChannels(params.get("prices") ?? DEFAULT_PRICES));
 const stats = new StatsPanel(document.getElementById("server")!);
 
@@ -69,7 +78,11 @@ function anonymousId(): string {
   }
 }
 
-/** Loads recent signals over HTTP: the channel history (locked stubs included) and the store. */
+/**
+ * Loads recent signals over HTTP: the channel history and the store, both with locked stubs
+ * for what is above the viewer's tier (`locked=true`), so that a reload, or a server restart
+ * that emptied the history, keeps the locked rows the page showed live.
+ */
 let loading: Promise<void> | null = null;
 let loadAgain = false;
 function loadSignals(): Promise<void> {
@@ -82,7 +95,7 @@ function loadSignals(): Promise<void> {
       loadAgain = false;
       const [history, stored] = await Promise.allSettled([
         getJson<{ publications?: Envelope[] }>("/api/v1/channels/signals/history?limit=50", token),
-        getJson<{ signals?: SignalRecord[] }>("/api/v1/signals?limit=50", token),
+        getJson<{ signals?: Array<SignalRecord | LockedStub> }>("/api/v1/signals?limit=50&locked=true", token),
       ]);
       if (history.status === "fulfilled") {
         for (const env of history.value.publications ?? []) feed.addEnvelope({ ...env, channel: "signals" }, false);

@@ -1,10 +1,37 @@
-// Price tickers for `price:*` channels, each with a sparkline of the recent updates.
+// Price tickers for `price:*` channels, each with a sparkline of the recent updates. The server
+// keeps latest prices in memory only, so the last price seen per channel is also kept in this
+// browser's localStorage and shown, marked stale ("last seen ..."), until a price arrives.
 
 import { ago, el, num, price, time } from "./format";
 import { Sparkline } from "./sparkline";
 import type { Envelope } from "./types";
 
 const POINTS = 60;
+/** localStorage key: `{ [channel]: { price, ts } }`, the last price this browser saw. */
+export const SAVED_PRICES_KEY = "signalhub.lastPrices";
+
+interface Saved {
+  price: number;
+  ts: number;
+}
+
+function loadSaved(): Record<string, Saved> {
+  try {
+    const raw = JSON.parse(localStorage.getItem(SAVED_PRICES_KEY) ?? "{}");
+    return raw && typeof raw === "object" ? raw : {};
+  } catch {
+    return {};
+  }
+}
+
+/** "14:03:12" today, "2 Dec 14:03" before. */
+function clock(ms: number, now: number): string {
+  const d = new Date(ms);
+  const sameDay = d.toDateString() === new Date(now).toDateString();
+  return sameDay
+    ? d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : d.toLocaleString("en-GB", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+}
 
 /** The price in a `price_update`'s data: a number, or `price`/`last`/`close`/`mid`/`value`, or bid and ask. */
 export function priceOf(data: unknown): number | undefined {
@@ -30,6 +57,8 @@ class Ticker {
   private readonly spark = new Sparkline();
   private points: Array<{ id: string; ts: number; v: number }> = [];
   private lastTs = 0;
+  /** The saved price shown until one arrives from the server. */
+  private stale: Saved | null = null;
 
   constructor(readonly channel: string) {
     this.node = el("article", "ticker flat");
@@ -41,10 +70,34 @@ class Ticker {
     this.node.append(head, this.priceEl, this.spark.svg, this.ageEl);
   }
 
-  add(env: Envelope, live: boolean): void {
+  /** The last price saved in this browser, from a previous visit: greyed, "last seen ...". */
+  showStale(saved: Saved): void {
+    if (this.points.length || typeof saved?.price !== "number" || typeof saved.ts !== "number") return;
+    this.stale = saved;
+    this.node.classList.add("stale");
+    this.node.dataset.stale = "true";
+    this.priceEl.textContent = price(saved.price);
+    this.node.title = "The server keeps prices in memory only: this is the last price this browser saw.";
+    this.tick(Date.now());
+  }
+
+  /** The newest price, to save. */
+  get latest(): Saved | null {
+    const p = this.points[this.points.length - 1];
+    return p ? { price: p.v, ts: p.ts } : null;
+  }
+
+  /** Returns whether the price was new. */
+  add(env: Envelope, live: boolean): boolean {
     const v = priceOf(env.data);
-    if (v === undefined) return;
-    if (this.points.some((p) => p.id === env.id)) return;
+    if (v === undefined) return false;
+    if (this.points.some((p) => p.id === env.id)) return false;
+    if (this.stale) {
+      this.stale = null;
+      this.node.classList.remove("stale");
+      delete this.node.dataset.stale;
+      this.node.removeAttribute("title");
+    }
     const ts = time(env.timestamp);
     const previous = this.points.length ? this.points[this.points.length - 1].v : undefined;
     this.points.push({ id: env.id, ts, v });
@@ -66,23 +119,49 @@ class Ticker {
       this.priceEl.classList.add(latest.v > previous ? "tick-up" : "tick-down");
     }
     this.tick(Date.now());
+    return true;
   }
 
   tick(now: number): void {
-    if (this.lastTs) this.ageEl.textContent = `updated ${ago(this.lastTs, now)}`;
+    if (this.stale) this.ageEl.textContent = `last seen ${clock(this.stale.ts, now)} (${ago(this.stale.ts, now)})`;
+    else if (this.lastTs) this.ageEl.textContent = `updated ${ago(this.lastTs, now)}`;
   }
 }
 
 export class Tickers {
   private readonly tickers = new Map<string, Ticker>();
+  private saveTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(root: HTMLElement, channels: string[]) {
     const grid = root.querySelector(".tickers") as HTMLElement;
+    const saved = loadSaved();
     for (const channel of channels) {
       const t = new Ticker(channel);
       this.tickers.set(channel, t);
       grid.append(t.node);
+      if (saved[channel]) t.showStale(saved[channel]);
     }
+    addEventListener("pagehide", () => this.save());
+  }
+
+  /** Writes the newest price of each ticker to localStorage (other channels' entries are kept). */
+  save(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    const saved = loadSaved();
+    for (const [channel, t] of this.tickers) {
+      const latest = t.latest;
+      if (latest && !((saved[channel]?.ts ?? 0) > latest.ts)) saved[channel] = latest;
+    }
+    try {
+      localStorage.setItem(SAVED_PRICES_KEY, JSON.stringify(saved));
+    } catch {
+      // storage full or refused: the prices are only not kept
+    }
+  }
+
+  private saveSoon(): void {
+    if (this.saveTimer === undefined) this.saveTimer = setTimeout(() => this.save(), 250);
   }
 
   get channels(): string[] {
@@ -90,14 +169,16 @@ export class Tickers {
   }
 
   add(env: Envelope, live = true): void {
-    this.tickers.get(env.channel)?.add(env, live);
+    if (this.tickers.get(env.channel)?.add(env, live)) this.saveSoon();
   }
 
   /** Recent history (oldest first) to seed a sparkline. */
   seed(channel: string, publications: Envelope[]): void {
     const t = this.tickers.get(channel);
     if (!t) return;
-    for (const env of publications) t.add({ ...env, channel }, false);
+    let added = false;
+    for (const env of publications) added = t.add({ ...env, channel }, false) || added;
+    if (added) this.saveSoon();
   }
 
   tick(now: number): void {

@@ -18,6 +18,19 @@ export interface SignalRecord {
   tier?: string;
 }
 
+/**
+ * A stored signal above the viewer's tier, from `GET /api/v1/signals?locked=true`: what the
+ * live `locked` frame reveals. `id` is that frame's publication id (once published).
+ */
+export interface LockedStub {
+  locked: true;
+  signal_id?: string;
+  id?: string;
+  tier?: string;
+  timestamp?: string;
+  kind?: string;
+}
+
 export interface Stats {
   total_connections?: number;
   active_users?: number;

@@ -44,6 +44,8 @@ export class SignalHubClient {
   private readonly fetchFn: Fetch;
   private readonly kinds: TransportKind[];
   private readonly backoff: Backoff;
+  /** Retries of a scheduled token refresh whose getToken failed. */
+  private readonly refreshBackoff: Backoff;
   private readonly channels = new Map<string, Channel>();
   private readonly seen = new RecentSet(SEEN_SIGNAL_IDS);
   private readonly listeners = new Map<string, Set<Listener>>();
@@ -83,6 +85,7 @@ export class SignalHubClient {
     this.kinds = (opts.transports ?? ["websocket", "sse", "poll"]).filter((k) => k !== "websocket" || hasWs);
     if (this.kinds.length === 0) throw new Error("no transport: pass a WebSocket constructor or allow sse/poll");
     this.backoff = new Backoff(opts.initialDelayMs ?? 1000, opts.maxDelayMs ?? 30000);
+    this.refreshBackoff = new Backoff(opts.initialDelayMs ?? 1000, opts.maxDelayMs ?? 30000);
     this.token = opts.token ?? null;
   }
 
@@ -190,8 +193,10 @@ export class SignalHubClient {
   private async attempt(): Promise<void> {
     const gen = ++this.gen;
     clearTimeout(this.timers.reconnect);
-    await this.freshToken();
+    const tokenOk = await this.freshToken();
     if (gen !== this.gen || this.current || this._state === "closed") return;
+    // getToken failed and there is no valid token: connecting would be anonymous. Try again.
+    if (!tokenOk) return this.reconnect();
     const kind = this.kinds[this.kindIndex];
     if (kind !== "websocket" && this.channels.size === 0) {
       this.connected(kind); // nothing to stream yet: the first subscribe opens it
@@ -518,21 +523,30 @@ export class SignalHubClient {
     this.scheduleRefresh();
   }
 
-  private async callGetToken(): Promise<string | null> {
-    if (!this.opts.getToken) return null;
+  /**
+   * Asks getToken. `failed`: it threw or rejected (an `error` event with the cause has been
+   * emitted); otherwise `token` is what it gave (null: none).
+   */
+  private async callGetToken(): Promise<{ failed: boolean; token: string | null }> {
+    if (!this.opts.getToken) return { failed: false, token: null };
     try {
-      return (await this.opts.getToken()) ?? null;
+      return { failed: false, token: (await this.opts.getToken()) ?? null };
     } catch (e: any) {
-      this.emit("error", { code: "token_error", message: String(e?.message ?? e) });
-      return null;
+      this.emit("error", { code: "token_error", message: `getToken failed: ${String(e?.message ?? e)}`, cause: e });
+      return { failed: true, token: null };
     }
   }
 
-  /** Before connecting: ask for a token when there is none or it is about to expire. */
-  private async freshToken(): Promise<void> {
-    if (!this.opts.getToken || (this.token && !expiresSoon(this.token))) return;
-    const t = await this.callGetToken();
-    if (t && t !== this.token) this.useToken(t);
+  /**
+   * Before connecting: ask for a token when there is none or it is about to expire. False
+   * when getToken failed and no valid token is left: the caller must not connect.
+   */
+  private async freshToken(): Promise<boolean> {
+    if (!this.opts.getToken || (this.token && !expiresSoon(this.token))) return true;
+    const { failed, token } = await this.callGetToken();
+    if (failed) return this.token !== null && !isExpired(this.token);
+    if (token && token !== this.token) this.useToken(token);
+    return true;
   }
 
   private scheduleRefresh(): void {
@@ -544,9 +558,17 @@ export class SignalHubClient {
   }
 
   private async refreshToken(): Promise<void> {
-    const t = await this.callGetToken();
+    const { failed, token } = await this.callGetToken();
     if (this._state === "idle" || this._state === "closed") return;
-    if (t && t !== this.token) await this.setToken(t).catch(() => {});
+    if (failed) {
+      // Keep the current token (and connection) and ask again; if it expires first, the
+      // server's 4001 leads to tokenExpired, which retries as well.
+      clearTimeout(this.timers.refresh);
+      this.timers.refresh = setTimeout(() => void this.refreshToken(), this.refreshBackoff.next());
+      return;
+    }
+    this.refreshBackoff.reset();
+    if (token && token !== this.token) await this.setToken(token).catch(() => {});
   }
 
   /** Close 4001: reconnect with a new token from getToken, or stop. */
@@ -554,8 +576,10 @@ export class SignalHubClient {
     this.setState("reconnecting");
     const gen = this.gen;
     const old = this.token;
-    const next = await this.callGetToken();
+    const { failed, token: next } = await this.callGetToken();
     if (gen !== this.gen || this._state === "closed") return;
+    // getToken failed (not "no new token"): retry with backoff; the attempt asks it again.
+    if (failed) return this.reconnect();
     if (!next || next === old || isExpired(next)) {
       return this.terminate({ code: "token_expired", message: "the token expired and getToken gave no new one" });
     }

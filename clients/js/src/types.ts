@@ -30,7 +30,12 @@ export interface ClientOptions {
   /** http(s) base URL of the server, e.g. "http://127.0.0.1:8080"; the WebSocket URL is derived (/ws). */
   url: string;
   token?: string;
-  /** Called for a token at connect, ~30 s before the current one expires, and after close 4001. */
+  /**
+   * Called for a token at connect, ~30 s before the current one expires, and after close 4001.
+   * When it throws or rejects, an `error` event (`token_error`, with `cause`) is emitted and
+   * the client retries with backoff (state `reconnecting`); it never connects anonymously
+   * instead. A still valid token is kept meanwhile.
+   */
   getToken?: TokenSource;
   anonymousId?: string;
   /** Reconnect backoff: exponential with full jitter. Defaults 1000 and 30000 ms. */
@@ -66,6 +71,8 @@ export interface ErrorInfo {
   code: string;
   message: string;
   channel?: string;
+  /** For `token_error`: what `getToken` threw or rejected with. */
+  cause?: unknown;
 }
 
 export interface UnsubscribedInfo {

@@ -127,3 +127,72 @@ test("close 4001 without a new token from getToken is terminal", async () => {
   assert.equal(shim.sockets.length, sockets);
   assert.equal(client.state, "closed");
 });
+
+test("when getToken rejects, the client emits token_error with the cause and retries with backoff instead of connecting anonymously", async () => {
+  const shim = netShim();
+  const token = await mintToken(srv.url, "u-tokfail", "premium");
+  const failures = [new Error("token backend down"), new Error("token backend still down")];
+  let calls = 0;
+  const client = newClient({
+    WebSocket: shim.WebSocket,
+    getToken: async () => {
+      calls++;
+      const failure = failures.shift();
+      if (failure) throw failure;
+      return token;
+    },
+  });
+  const ev = record(client);
+  client.subscribe("test:tokfail", () => {});
+  client.connect();
+  await waitFor(() => ev.authenticated.length === 1, "authenticated once getToken works");
+  assert.equal(calls, 3);
+  const tokenErrors = ev.errors.filter((e) => e.code === "token_error");
+  assert.equal(tokenErrors.length, 2);
+  assert.equal(tokenErrors[0].cause.message, "token backend down");
+  assert.match(tokenErrors[0].message, /token backend down/);
+  assert.equal(tokenErrors[1].cause.message, "token backend still down");
+  // No connection was opened while there was no token: the only one authenticated.
+  assert.equal(shim.sockets.length, 1);
+  assert.equal(ev.welcome.length, 1);
+  assert.deepEqual(ev.states.slice(0, 2), ["connecting", "reconnecting"]);
+  assert.equal(client.user, "u-tokfail");
+  assert.equal(client.tier, "premium");
+  assert.equal(client.state, "connected");
+  client.close();
+});
+
+test("a getToken that throws after close 4001 is retried with backoff, not terminal and never anonymous", async () => {
+  const shim = netShim();
+  const short = await mintToken(srv.url, "u-exp3", "free", 3);
+  const long = await mintToken(srv.url, "u-exp3", "free", 3600);
+  let failed = 0;
+  const client = newClient({
+    WebSocket: shim.WebSocket,
+    getToken: () => {
+      if (!shim.closes.includes(4001)) return short;
+      if (failed < 2) {
+        failed++;
+        throw new Error(`token service unavailable ${failed}`);
+      }
+      return long;
+    },
+  });
+  const ev = record(client);
+  client.subscribe("test:exp3", () => {});
+  client.connect();
+  await waitFor(() => ev.authenticated.length === 1, "authenticated");
+  await waitFor(() => shim.closes.includes(4001), "the server's 4001 close at exp");
+  await waitFor(() => ev.authenticated.length === 2 && client.state === "connected", "authenticated again");
+  assert.equal(failed, 2);
+  assert.deepEqual(
+    ev.errors.filter((e) => e.code === "token_error").map((e) => e.cause.message),
+    ["token service unavailable 1", "token service unavailable 2"],
+  );
+  assert.ok(!ev.errors.some((e) => e.code === "token_expired"));
+  assert.ok(!ev.states.includes("closed"));
+  // One connection before the 4001, one after getToken worked again: none in between.
+  assert.equal(shim.sockets.length, 2);
+  assert.equal(client.user, "u-exp3");
+  client.close();
+});

@@ -159,6 +159,7 @@ async fn listing_signals_is_newest_first_and_filtered_by_the_callers_tier() {
 async fn listing_with_locked_true_shows_above_tier_signals_as_stubs_in_the_same_order() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_with(sqlite_config(&dir.path().join("s.db"), &[])).await;
+    let mut publication_ids = std::collections::HashMap::new();
     for (id, pair, conf) in [
         ("a_free", "EUR_USD", 0.5),
         ("b_premium", "EUR_USD", 0.85),
@@ -168,10 +169,22 @@ async fn listing_with_locked_true_shows_above_tier_signals_as_stubs_in_the_same_
             .post("/api/v1/signals", &signal(id, pair, conf))
             .await;
         assert_eq!(status, 200, "{body}");
+        publication_ids.insert(id, body["id"].clone());
     }
     let (_, full) = server
         .get_with("/api/v1/signals", Some(PUBLISHER_KEY))
         .await;
+    // The channel history's stubs, to match by publication id.
+    let (_, history) = server.get("/api/v1/channels/signals/history").await;
+    let history_stub = |pub_id: &Value| -> Value {
+        history["publications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| &p["id"] == pub_id)
+            .unwrap()
+            .clone()
+    };
     let record = |id: &str| -> Value {
         full["signals"]
             .as_array()
@@ -190,13 +203,18 @@ async fn listing_with_locked_true_shows_above_tier_signals_as_stubs_in_the_same_
         keys.sort();
         assert_eq!(
             keys,
-            ["kind", "locked", "signal_id", "tier", "timestamp"],
+            ["id", "kind", "locked", "signal_id", "tier", "timestamp"],
             "{row}"
         );
         assert_eq!(row["locked"], true);
         assert_eq!(row["kind"], "signal");
         assert_eq!(row["tier"], record(id)["tier"], "{row}");
         assert_eq!(row["timestamp"], record(id)["timestamp"], "{row}");
+        // The id of the live `locked` frame, so a client merges the two into one row.
+        assert_eq!(row["id"], publication_ids[id], "{row}");
+        let live = history_stub(&row["id"]);
+        assert_eq!(live["type"], "locked", "{live}");
+        assert_eq!(live["tier"], row["tier"], "{live}");
     }
     assert_eq!(rows[2], record("a_free"));
     let premium = mint(&server, "pat", "premium").await;

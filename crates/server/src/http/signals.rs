@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 use signalhub_schema::signal::{normalize_pair, Signal};
 
 use super::body::RawBody;
@@ -139,17 +139,28 @@ async fn store_and_publish(
 
 /// The row a caller below a signal's tier sees with `locked=true`: what a live `locked`
 /// frame reveals (the id, tier and time, and that it is a signal), nothing of its content.
+/// `id` is the publication id of the live `locked` frame (once published), so a client can
+/// tell a stored stub from the same signal's stub in the channel history.
 fn locked_stub(state: &AppState, row: &StoredSignal) -> String {
     let ladder = state.hub.ladder();
     let tier = signalhub_hub::TierId(row.tier_rank.min(ladder.highest().0));
-    json!({
+    let mut stub = json!({
         "signal_id": row.signal_id,
         "tier": ladder.name(tier),
         "timestamp": row.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "kind": "signal",
         "locked": true,
-    })
-    .to_string()
+    });
+    if let Some(id) = publication_id(row) {
+        stub["id"] = Value::String(id);
+    }
+    stub.to_string()
+}
+
+/// The publication id in a stored signal's recorded answer, when it was published.
+fn publication_id(row: &StoredSignal) -> Option<String> {
+    let answer: Value = serde_json::from_str(row.answer_json.as_deref()?).ok()?;
+    Some(answer.get("id")?.as_str()?.to_string())
 }
 
 /// `GET /api/v1/signals?pair=&signal_type=&min_confidence=&since=&limit=&locked=`: newest
