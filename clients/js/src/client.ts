@@ -33,6 +33,8 @@ import { openWebSocket } from "./ws.js";
 /** WebSocket attempts that fail while the server answers HTTP, before falling back. */
 const WS_FAILURES_BEFORE_FALLBACK = 3;
 const SEEN_SIGNAL_IDS = 1000;
+/** The server's default `limits.max_channels_per_frame`: more channels go in several frames. */
+const MAX_CHANNELS_PER_FRAME = 100;
 
 type Listener = (arg: any) => void;
 type Timer = ReturnType<typeof setTimeout>;
@@ -465,14 +467,17 @@ export class SignalHubClient {
     if (this.current?.kind === "websocket" && this.welcomed) this.current.send(frame);
   }
 
+  /** At most MAX_CHANNELS_PER_FRAME channels per frame: the server refuses a frame naming more. */
   private sendSubscribe(chs: Channel[]): void {
-    if (chs.length === 0) return;
-    const since: Record<string, Position> = {};
-    for (const ch of chs) {
-      ch.lost = false;
-      if (ch.pos) since[ch.name] = { epoch: ch.pos.epoch, seq: ch.pos.seq };
+    for (let i = 0; i < chs.length; i += MAX_CHANNELS_PER_FRAME) {
+      const chunk = chs.slice(i, i + MAX_CHANNELS_PER_FRAME);
+      const since: Record<string, Position> = {};
+      for (const ch of chunk) {
+        ch.lost = false;
+        if (ch.pos) since[ch.name] = { epoch: ch.pos.epoch, seq: ch.pos.seq };
+      }
+      this.send({ type: "subscribe", id: this.nextId++, channels: chunk.map((c) => c.name), since });
     }
-    this.send({ type: "subscribe", id: this.nextId++, channels: chs.map((c) => c.name), since });
   }
 
   private sendAuth(token: string): Promise<void> {
@@ -488,7 +493,9 @@ export class SignalHubClient {
     if (t?.kind === "websocket") {
       if (!this.welcomed) return; // the welcome sends every channel
       this.sendSubscribe(added);
-      if (removed.length) this.send({ type: "unsubscribe", id: this.nextId++, channels: removed });
+      for (let i = 0; i < removed.length; i += MAX_CHANNELS_PER_FRAME) {
+        this.send({ type: "unsubscribe", id: this.nextId++, channels: removed.slice(i, i + MAX_CHANNELS_PER_FRAME) });
+      }
     } else if ((t || this._transport) && !this.restartQueued) {
       // SSE and long-poll name their channels in the request: reopen once for a batch of changes.
       this.restartQueued = true;

@@ -26,6 +26,52 @@ pub enum Command {
     /// coordinator; speaks line-based JSON on stdin/stdout).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// A quiet subscriber's delivery latency while hostile connections send the most
+    /// expensive frames the server's limits allow, in alternating off/on phases.
+    Hostile(HostileArgs),
+}
+
+/// `signalhub-bench hostile` (see hostile.rs).
+#[derive(Debug, Clone, Args)]
+pub struct HostileArgs {
+    /// The signalhub binary to start (`serve --listen 127.0.0.1:0`).
+    #[arg(long)]
+    pub server_bin: PathBuf,
+    /// Environment variable for the started server (repeatable).
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub server_env: Vec<(String, String)>,
+    /// Hostile connections in each `on` phase.
+    #[arg(long, default_value_t = 10)]
+    pub hostile: usize,
+    /// Rounds of (off, on).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Length of each phase in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub phase_s: u64,
+    /// Pause between phases (publications go on, not counted), in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub gap_s: f64,
+    /// Publications per second to the quiet subscriber's channel.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Size of every hostile frame (the server's max_message_bytes is 65536).
+    #[arg(long, default_value_t = 65_000)]
+    pub frame_bytes: usize,
+    /// Channels named by each hostile subscribe/unsubscribe (the server's
+    /// limits.max_channels_per_frame).
+    #[arg(long, default_value_t = 100)]
+    pub channels_per_frame: usize,
+    /// The server's limits.client_frames_per_second and _burst, mirrored by the hostiles.
+    #[arg(long, default_value_t = 50.0)]
+    pub frames_per_second: f64,
+    #[arg(long, default_value_t = 100)]
+    pub frames_burst: u64,
+    /// The server's limits.channel_ops_per_second and _burst, mirrored by the hostiles.
+    #[arg(long, default_value_t = 200.0)]
+    pub ops_per_second: f64,
+    #[arg(long, default_value_t = 2048)]
+    pub ops_burst: u64,
 }
 
 /// What the publishing phase sends.

@@ -122,6 +122,7 @@
 mod cli;
 mod coordinator;
 mod frame;
+mod hostile;
 mod protocol;
 mod publisher;
 mod report;
@@ -140,6 +141,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Worker(args)) => worker::run(args),
+        Some(Command::Hostile(args)) => hostile::run(args),
         None => run_coordinator(cli.run),
     };
     std::process::exit(code);

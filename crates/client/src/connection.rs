@@ -690,20 +690,24 @@ impl Worker {
             close(ws).await;
             return Err(End::closed_by_client());
         }
-        if welcomed && !orphans.is_empty() {
-            let id = self.frame_id();
-            send(ws, envelope::unsubscribe_frame(id, &orphans)).await?;
+        if welcomed {
+            for chunk in orphans.chunks(envelope::MAX_CHANNELS_PER_FRAME) {
+                let id = self.frame_id();
+                send(ws, envelope::unsubscribe_frame(id, chunk)).await?;
+            }
         }
         Ok(())
     }
 
+    /// Subscribes to `channels`, at most `MAX_CHANNELS_PER_FRAME` per frame (the server
+    /// refuses a frame naming more).
     async fn send_subscribe(&mut self, ws: &mut Ws, channels: &[String]) -> Result<(), End> {
-        if channels.is_empty() {
-            return Ok(());
+        for chunk in channels.chunks(envelope::MAX_CHANNELS_PER_FRAME) {
+            let since = self.recovery.since(chunk);
+            let id = self.frame_id();
+            send(ws, envelope::subscribe_frame(id, chunk, &since)).await?;
         }
-        let since = self.recovery.since(channels);
-        let id = self.frame_id();
-        send(ws, envelope::subscribe_frame(id, channels, &since)).await
+        Ok(())
     }
 
     fn frame_id(&mut self) -> u64 {

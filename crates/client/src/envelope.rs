@@ -160,6 +160,10 @@ pub(crate) struct Position {
     pub seq: u64,
 }
 
+/// The most channels the server takes in one `subscribe` or `unsubscribe` frame by default
+/// (`limits.max_channels_per_frame`); more are sent in several frames.
+pub(crate) const MAX_CHANNELS_PER_FRAME: usize = 100;
+
 /// `{"type":"subscribe","id":..,"channels":[..],"since":{..}}`.
 pub(crate) fn subscribe_frame(
     id: u64,

@@ -71,6 +71,12 @@ pub struct Limits {
     pub max_subscriptions: usize,
     pub client_frames_per_second: u32,
     pub client_frames_burst: u32,
+    /// Channels one `subscribe` or `unsubscribe` frame may name; more is a `bad_request`.
+    pub max_channels_per_frame: usize,
+    /// Channel operations (channels named by `subscribe`/`unsubscribe` frames) per second a
+    /// connection may sustain, and at once: a second token bucket beside the frame rate.
+    pub channel_ops_per_second: u32,
+    pub channel_ops_burst: u32,
     pub connections_per_ip: usize,
     pub idle_timeout_s: u32,
     pub ping_interval_s: u32,
@@ -95,6 +101,9 @@ impl Default for Limits {
             max_subscriptions: 1024,
             client_frames_per_second: 50,
             client_frames_burst: 100,
+            max_channels_per_frame: 100,
+            channel_ops_per_second: 200,
+            channel_ops_burst: 2048,
             connections_per_ip: 1000,
             idle_timeout_s: 300,
             ping_interval_s: 25,
@@ -741,6 +750,21 @@ impl Config {
         )?;
         parse_limit(
             env,
+            "SIGNALHUB_MAX_CHANNELS_PER_FRAME",
+            &mut limits.max_channels_per_frame,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_CHANNEL_OPS_PER_SECOND",
+            &mut limits.channel_ops_per_second,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_CHANNEL_OPS_BURST",
+            &mut limits.channel_ops_burst,
+        )?;
+        parse_limit(
+            env,
             "SIGNALHUB_CONNECTIONS_PER_IP",
             &mut limits.connections_per_ip,
         )?;
@@ -772,7 +796,7 @@ impl Config {
             "SIGNALHUB_HTTP_CONNECTIONS_PER_IP",
             &mut limits.http_connections_per_ip,
         )?;
-        let positive: [(&str, usize); 11] = [
+        let positive: [(&str, usize); 14] = [
             ("limits.max_message_bytes", limits.max_message_bytes),
             ("limits.max_subscriptions", limits.max_subscriptions),
             (
@@ -782,6 +806,18 @@ impl Config {
             (
                 "limits.client_frames_burst",
                 limits.client_frames_burst as usize,
+            ),
+            (
+                "limits.max_channels_per_frame",
+                limits.max_channels_per_frame,
+            ),
+            (
+                "limits.channel_ops_per_second",
+                limits.channel_ops_per_second as usize,
+            ),
+            (
+                "limits.channel_ops_burst",
+                limits.channel_ops_burst as usize,
             ),
             ("limits.connections_per_ip", limits.connections_per_ip),
             ("limits.ping_interval_s", limits.ping_interval_s as usize),
@@ -804,6 +840,13 @@ impl Config {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1"));
             }
+        }
+        if (limits.channel_ops_burst as usize) < limits.max_channels_per_frame {
+            // A frame naming the most channels allowed could never be admitted.
+            return Err(invalid(
+                "limits.channel_ops_burst",
+                "must be at least limits.max_channels_per_frame",
+            ));
         }
         if limits.idle_timeout_s <= limits.ping_interval_s {
             return Err(invalid(

@@ -29,13 +29,10 @@ pub fn check_access(state: &AppState, identity: &Identity, name: &str) -> Result
     }
 }
 
-/// Most channel names one SSE or long-poll request may list, as for one WebSocket
-/// `subscribe` frame; more is 400 before any name is looked at.
-pub const MAX_CHANNELS_PER_REQUEST: usize = 100;
-
 /// Parses and checks `channels=a,b` for a streaming request: at most
-/// [`MAX_CHANNELS_PER_REQUEST`] names (400), every name valid (422) and readable (401/403),
-/// at most `max_subscriptions`, duplicates dropped.
+/// `limits.max_channels_per_frame` names (100 by default, as for one WebSocket `subscribe`
+/// frame; more is 400 before any name is looked at), every name valid (422) and readable
+/// (401/403), at most `max_subscriptions`, duplicates dropped.
 pub fn requested_channels(
     state: &AppState,
     identity: &Identity,
@@ -45,9 +42,10 @@ pub fn requested_channels(
         return Err(ApiError::bad_request("channels is required: ?channels=a,b"));
     };
     let names = || list.split(',').map(str::trim).filter(|s| !s.is_empty());
-    if names().nth(MAX_CHANNELS_PER_REQUEST).is_some() {
+    let max = state.config.limits.max_channels_per_frame;
+    if names().nth(max).is_some() {
         return Err(ApiError::bad_request(format!(
-            "at most {MAX_CHANNELS_PER_REQUEST} channels per request"
+            "at most {max} channels per request (limits.max_channels_per_frame)"
         )));
     }
     let mut channels: Vec<String> = Vec::new();

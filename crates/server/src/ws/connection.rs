@@ -68,6 +68,11 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 const READ_CHUNK: usize = 4096;
 /// Rounds of read/handle/write in one poll before yielding to other tasks.
 const POLL_BUDGET: usize = 16;
+/// Work one poll does on inbound frames before it yields to other tasks: one unit per data
+/// frame plus one per channel a `subscribe`/`unsubscribe` names. Frames past it wait in
+/// `stash` for the next poll (the socket is not read meanwhile), so one connection's burst of
+/// large frames is cut into slices with every other task's turn in between.
+const SLICE_OPS: u16 = 256;
 /// Unwritten control frames (pongs) tolerated before a non-reading peer counts as slow.
 const MAX_UNWRITTEN_FRAMES: usize = 4096;
 /// How long a close frame the peer's full socket does not take yet may wait (a peer that
@@ -78,6 +83,16 @@ pub const CLOSE_FRAME_WAIT_S: u32 = 10;
 const MAX_DISCARDED_ON_DROP: usize = 64 * 1024;
 
 static PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
+
+/// A connection's channels and its budget for naming them.
+#[derive(Debug, Default)]
+pub(super) struct Subs {
+    /// Channels held, sorted by name (each once), with the tier bucket each was joined in.
+    /// Changed only by (un)subscribes and kept at its length (no spare capacity).
+    pub(super) held: Box<[(Arc<str>, TierId)]>,
+    /// The channel operations bucket (`limits.channel_ops_*`).
+    ops: Bucket,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -104,12 +119,16 @@ pub struct Connection {
     /// Items being written; `head_written` bytes of the first are already out.
     out: VecDeque<Bytes>,
     head_written: u32,
-    /// Channels held, with the tier bucket each was joined in. Changed only by
-    /// (un)subscribes, so a boxed slice (16 bytes) rather than a `Vec` (24).
-    pub(super) subs: Box<[(Arc<str>, TierId)]>,
+    /// What the connection holds once it names a channel (None, unallocated, before): a
+    /// thin pointer, 8 bytes in the future, for state only (un)subscribes touch.
+    pub(super) subs: Option<Box<Subs>>,
     bucket: Bucket,
     refusal_window_s: u32,
+    /// Work done on inbound frames in this poll (see `SLICE_OPS`).
+    slice_ops: u16,
     refusals: u8,
+    /// The slice ran out with frames left in `stash`: handle them before reading again.
+    backlog: bool,
     phase: Phase,
     /// Coarse clock second at which the close began.
     closing_since_s: u32,
@@ -150,8 +169,10 @@ impl Connection {
             stash: None,
             out: VecDeque::new(),
             head_written: 0,
-            subs: Box::new([]),
+            subs: None,
             bucket: Bucket::default(),
+            slice_ops: 0,
+            backlog: false,
             refusals: 0,
             refusal_window_s: 0,
             phase: Phase::Open,
@@ -160,6 +181,27 @@ impl Connection {
             broken: false,
             state,
         }
+    }
+
+    /// The channels held, sorted by name.
+    pub(super) fn held(&self) -> &[(Arc<str>, TierId)] {
+        self.subs.as_deref().map_or(&[], |s| &s.held)
+    }
+
+    /// Takes the list of held channels out (to change it and put it back with `set_held`).
+    pub(super) fn take_held(&mut self) -> Vec<(Arc<str>, TierId)> {
+        self.subs
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.held).into_vec())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the list of held channels (sorted by name, each once).
+    pub(super) fn set_held(&mut self, held: Vec<(Arc<str>, TierId)>) {
+        if held.is_empty() && self.subs.is_none() {
+            return;
+        }
+        self.subs.get_or_insert_with(Box::default).held = held.into_boxed_slice();
     }
 
     /// Queues a reply or notice through the outbox, in order with publications.
@@ -338,6 +380,11 @@ impl Connection {
     fn decode_all(&mut self, data: &[u8]) -> usize {
         let mut used = 0;
         while used < data.len() && !self.peer_done {
+            if self.slice_ops >= SLICE_OPS {
+                // The rest waits in `stash` for the next poll.
+                self.backlog = true;
+                break;
+            }
             match self.decoder.decode(&data[used..]) {
                 Ok(decoded) if decoded.consumed == 0 => break,
                 Ok(decoded) => {
@@ -360,12 +407,14 @@ impl Connection {
     fn on_message(&mut self, message: Message) {
         match message {
             Message::Text(text) => {
+                self.slice_ops = self.slice_ops.saturating_add(1);
                 if self.phase == Phase::Open && self.admit_data_frame() {
                     self.state.messages_in.fetch_add(1, Ordering::Relaxed);
                     session::handle_text(self, &text);
                 }
             }
             Message::Binary(_) => {
+                self.slice_ops = self.slice_ops.saturating_add(1);
                 if self.phase == Phase::Open && self.admit_data_frame() {
                     self.state.messages_in.fetch_add(1, Ordering::Relaxed);
                     self.reply(super::protocol::error_frame(
@@ -400,6 +449,31 @@ impl Connection {
         if self.bucket.admit(quota, self.state.clock.now_us()) {
             return true;
         }
+        self.refuse(None, "too many frames: slow down");
+        false
+    }
+
+    /// Applies the channel operations limit to a `subscribe`/`unsubscribe` naming `channels`
+    /// channels: false when the frame must be dropped whole (answered `rate_limited`, with
+    /// its id, and counted like any refusal towards 4008).
+    pub(super) fn admit_channel_ops(&mut self, id: Option<i64>, channels: usize) -> bool {
+        self.slice_ops = self
+            .slice_ops
+            .saturating_add(u16::try_from(channels).unwrap_or(u16::MAX));
+        let limits = &self.state.config.limits;
+        let quota = Quota::new(limits.channel_ops_per_second, limits.channel_ops_burst);
+        let now = self.state.clock.now_us();
+        let subs = self.subs.get_or_insert_with(Box::default);
+        if subs.ops.admit_n(quota, now, channels as u64) {
+            return true;
+        }
+        self.refuse(id, "too many channel operations: slow down");
+        false
+    }
+
+    /// Answers a refused frame with `rate_limited`, or closes with 4008 after more than 20
+    /// refusals within 10 s (spec section 9, item 19).
+    fn refuse(&mut self, id: Option<i64>, message: &str) {
         let now = self.state.clock.now_s();
         if now.saturating_sub(self.refusal_window_s) >= 10 {
             self.refusal_window_s = now;
@@ -410,16 +484,16 @@ impl Connection {
             self.begin_close(close::RATE_LIMITED, false);
         } else {
             self.reply(super::protocol::error_frame(
-                None,
+                id,
                 "rate_limited",
                 None,
-                "too many frames: slow down",
+                message,
             ));
         }
-        false
     }
 
     fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.slice_ops = 0;
         for _ in 0..POLL_BUDGET {
             // `take` leaves payloads in the outbox while `out` still has unwritten items;
             // if this round's flush empties `out`, go round again to take them.
@@ -465,10 +539,20 @@ impl Connection {
             if self.peer_done && self.out.is_empty() {
                 return Poll::Ready(());
             }
-            match self.read(cx) {
-                Poll::Ready(true) => progressed = true,
-                Poll::Ready(false) => return Poll::Ready(()),
-                Poll::Pending => {}
+            if self.backlog {
+                if self.slice_ops >= SLICE_OPS {
+                    // This poll's slice is used up: yield with frames left to handle.
+                    break;
+                }
+                self.backlog = false;
+                self.receive(&[]);
+                progressed = true;
+            } else {
+                match self.read(cx) {
+                    Poll::Ready(true) => progressed = true,
+                    Poll::Ready(false) => return Poll::Ready(()),
+                    Poll::Pending => {}
+                }
             }
             if !progressed {
                 if self.out.is_empty() && self.phase == Phase::Open && !self.peer_done {
@@ -506,7 +590,7 @@ impl Drop for Connection {
             std::thread::yield_now();
         }
         self.discard_unread();
-        for (channel, tier) in self.subs.iter() {
+        for (channel, tier) in self.held() {
             self.state.hub.unsubscribe(self.client.id(), channel, *tier);
         }
         self.state.registry.remove(self.client.id());

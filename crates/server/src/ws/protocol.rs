@@ -2,6 +2,8 @@
 //!
 //! Client frames are small and rare next to publications, so they are parsed through
 //! `serde_json::Value` for precise error classification (spec section 9, items 1-3).
+//! A `subscribe` or `unsubscribe` naming more than `max_channels` channels (or a `since`
+//! with more entries) is refused here, before any per-channel work is built for it.
 
 use std::collections::HashMap;
 
@@ -49,13 +51,24 @@ fn bad_request(id: Option<i64>, message: impl Into<String>) -> FrameError {
     }
 }
 
-fn string_list(obj: &Map<String, Value>, id: Option<i64>) -> Result<Vec<String>, FrameError> {
+fn too_many_channels(id: Option<i64>, max: usize) -> FrameError {
+    bad_request(id, format!("a frame may name at most {max} channels"))
+}
+
+fn string_list(
+    obj: &Map<String, Value>,
+    id: Option<i64>,
+    max: usize,
+) -> Result<Vec<String>, FrameError> {
     let Some(list) = obj.get("channels") else {
         return Err(bad_request(id, "channels is required"));
     };
     let Some(list) = list.as_array() else {
         return Err(bad_request(id, "channels must be an array of strings"));
     };
+    if list.len() > max {
+        return Err(too_many_channels(id, max));
+    }
     list.iter()
         .map(|v| {
             v.as_str()
@@ -68,6 +81,7 @@ fn string_list(obj: &Map<String, Value>, id: Option<i64>) -> Result<Vec<String>,
 fn parse_since(
     obj: &Map<String, Value>,
     id: Option<i64>,
+    max: usize,
 ) -> Result<HashMap<String, Since>, FrameError> {
     let mut out = HashMap::new();
     let Some(since) = obj.get("since") else {
@@ -82,6 +96,9 @@ fn parse_since(
             "since must be an object of channel -> {epoch, seq}",
         ));
     };
+    if since.len() > max {
+        return Err(too_many_channels(id, max));
+    }
     for (channel, pos) in since {
         let epoch = pos.get("epoch").and_then(Value::as_str);
         let seq = pos.get("seq").and_then(Value::as_u64);
@@ -108,8 +125,8 @@ fn parse_since(
     Ok(out)
 }
 
-/// Parses one text frame.
-pub fn parse(text: &str) -> Result<Command, FrameError> {
+/// Parses one text frame; `max_channels` bounds the channels a (un)subscribe may name.
+pub fn parse(text: &str, max_channels: usize) -> Result<Command, FrameError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| bad_request(None, format!("malformed JSON: {e}")))?;
     let Value::Object(obj) = value else {
@@ -128,12 +145,12 @@ pub fn parse(text: &str) -> Result<Command, FrameError> {
     match kind {
         "subscribe" => Ok(Command::Subscribe {
             id,
-            channels: string_list(&obj, id)?,
-            since: parse_since(&obj, id)?,
+            channels: string_list(&obj, id, max_channels)?,
+            since: parse_since(&obj, id, max_channels)?,
         }),
         "unsubscribe" => Ok(Command::Unsubscribe {
             id,
-            channels: string_list(&obj, id)?,
+            channels: string_list(&obj, id, max_channels)?,
         }),
         "auth" => match obj.get("token").and_then(Value::as_str) {
             Some(token) => Ok(Command::Auth {
@@ -259,8 +276,41 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<Command, FrameError> {
+        super::parse(text, 100)
+    }
+
     fn err(text: &str) -> FrameError {
         parse(text).unwrap_err()
+    }
+
+    fn frame_naming(kind: &str, n: usize) -> String {
+        let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        json!({"type": kind, "id": 8, "channels": names}).to_string()
+    }
+
+    #[test]
+    fn a_frame_naming_more_channels_than_the_limit_is_one_bad_request_naming_it() {
+        for kind in ["subscribe", "unsubscribe"] {
+            let e = err(&frame_naming(kind, 101));
+            assert_eq!((e.code, e.id), ("bad_request", Some(8)), "{kind}");
+            assert_eq!(e.message, "a frame may name at most 100 channels");
+            match parse(&frame_naming(kind, 100)).unwrap() {
+                Command::Subscribe { channels, .. } | Command::Unsubscribe { channels, .. } => {
+                    assert_eq!(channels.len(), 100)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_since_with_more_entries_than_the_limit_is_a_bad_request() {
+        let since: Map<String, Value> = (0..101)
+            .map(|i| (format!("c{i}"), json!({"epoch": "e", "seq": 1})))
+            .collect();
+        let text = json!({"type": "subscribe", "channels": ["c0"], "since": since}).to_string();
+        assert_eq!(err(&text).message, "a frame may name at most 100 channels");
     }
 
     #[test]

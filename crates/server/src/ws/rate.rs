@@ -1,4 +1,5 @@
-//! The client frame rate limit: a token bucket (GCRA) in eight bytes per connection.
+//! The client rate limits: token buckets (GCRA) in eight bytes per connection, one over data
+//! frames and one over channel operations (the channels `subscribe`/`unsubscribe` name).
 //!
 //! `governor` implements the same algorithm, but its direct limiter keeps the quota, a
 //! clock origin and its state in every instance (40 bytes); at 19,000 connections the
@@ -35,11 +36,18 @@ pub struct Bucket {
 impl Bucket {
     /// Admits a frame at `now_us` (a monotonic clock) or refuses it, changing nothing.
     pub fn admit(&mut self, quota: Quota, now_us: u64) -> bool {
+        self.admit_n(quota, now_us, 1)
+    }
+
+    /// Admits `n` tokens at once at `now_us`, or none (changing nothing). More than the
+    /// burst is never admitted.
+    pub fn admit_n(&mut self, quota: Quota, now_us: u64, n: u64) -> bool {
         let tat = self.tat_us.max(now_us);
-        if tat + quota.interval_us > now_us + quota.tolerance_us {
+        let cost = quota.interval_us.saturating_mul(n);
+        if tat.saturating_add(cost) > now_us + quota.tolerance_us {
             return false;
         }
-        self.tat_us = tat + quota.interval_us;
+        self.tat_us = tat + cost;
         true
     }
 }
@@ -74,6 +82,32 @@ mod tests {
         for i in 0..1000u64 {
             assert!(b.admit(q, 1_000_000 + i * 100_000), "frame {i}");
         }
+    }
+
+    #[test]
+    fn a_weighted_admission_takes_all_its_tokens_or_none() {
+        let q = Quota::new(200, 2048);
+        let mut b = Bucket::default();
+        let t0 = 10_000_000;
+        for i in 0..20 {
+            assert!(b.admit_n(q, t0, 100), "frame {i} of 100 channels");
+        }
+        // 2000 of 2048 used: 100 more do not fit, 48 do.
+        let before = b;
+        assert!(!b.admit_n(q, t0, 100));
+        assert_eq!(b, before);
+        assert!(b.admit_n(q, t0, 48));
+        // 200 per second: 100 tokens back after half a second.
+        assert!(!b.admit_n(q, t0 + 499_999, 100));
+        assert!(b.admit_n(q, t0 + 500_000, 100));
+    }
+
+    #[test]
+    fn more_than_the_burst_is_never_admitted() {
+        let q = Quota::new(10, 5);
+        let mut b = Bucket::default();
+        assert!(!b.admit_n(q, 1_000_000_000, 6));
+        assert!(b.admit_n(q, 1_000_000_000, 5));
     }
 
     #[test]

@@ -1,23 +1,36 @@
 //! What a connection does with each client frame: subscribe, unsubscribe, auth, ping, stats.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use signalhub_hub::rules::Denied;
-use signalhub_hub::{channel, Identity, Since, SubscribeItem};
+use signalhub_hub::{channel, Identity, Since, SubscribeItem, TierId};
 
 use super::connection::Connection;
 use super::protocol::{self, Command};
 
 /// Handles one text frame.
+///
+/// Every frame's work is linear in its size: the parser refuses a (un)subscribe naming more
+/// than `limits.max_channels_per_frame` channels, duplicates are found through a hash set,
+/// and held channels through a binary search of the connection's sorted `subs`.
 pub(super) fn handle_text(conn: &mut Connection, text: &str) {
-    match protocol::parse(text) {
+    let max_channels = conn.state.config.limits.max_channels_per_frame;
+    match protocol::parse(text, max_channels) {
         Ok(Command::Subscribe {
             id,
             channels,
             since,
-        }) => subscribe(conn, id, &channels, &since),
-        Ok(Command::Unsubscribe { id, channels }) => unsubscribe(conn, id, &channels),
+        }) => {
+            if conn.admit_channel_ops(id, channels.len()) {
+                subscribe(conn, id, &channels, &since)
+            }
+        }
+        Ok(Command::Unsubscribe { id, channels }) => {
+            if conn.admit_channel_ops(id, channels.len()) {
+                unsubscribe(conn, id, &channels)
+            }
+        }
         Ok(Command::Auth { id, token }) => match conn.state.clone().verify_token(&token) {
             Ok(identity) => apply_identity(conn, identity, "auth_changed", id),
             // A failed auth frame changes nothing (spec section 9, item 11).
@@ -35,6 +48,11 @@ pub(super) fn handle_text(conn: &mut Connection, text: &str) {
         }
         Err(e) => conn.reply(protocol::error_frame(e.id, e.code, None, &e.message)),
     }
+}
+
+/// Where `name` is in `subs` (sorted by name, each name once).
+fn find_held(subs: &[(Arc<str>, TierId)], name: &str) -> Result<usize, usize> {
+    subs.binary_search_by(|(c, _)| (**c).cmp(name))
 }
 
 /// The canonical name of `raw`, or None after answering `bad_channel`.
@@ -63,13 +81,14 @@ pub(super) fn subscribe(
     let state = conn.state.clone();
     let ladder = state.hub.ladder();
     let max = state.config.limits.max_subscriptions;
-    let mut held_after = conn.subs.len();
-    let mut accepted: Vec<(&str, Option<&Since>, bool)> = Vec::new();
+    let mut held_after = conn.held().len();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(channels.len());
+    let mut accepted: Vec<(&str, Option<&Since>, bool)> = Vec::with_capacity(channels.len());
     for raw in channels {
         let Some(name) = valid_name(conn, id, raw) else {
             continue;
         };
-        if accepted.iter().any(|(n, _, _)| *n == name) {
+        if !seen.insert(name) {
             continue;
         }
         let user = identity.user.as_deref();
@@ -89,7 +108,7 @@ pub(super) fn subscribe(
                 continue;
             }
         }
-        let held = conn.subs.iter().any(|(c, _)| &**c == name);
+        let held = find_held(conn.held(), name).is_ok();
         if !held {
             if held_after >= max {
                 conn.reply(protocol::error_frame(
@@ -121,30 +140,48 @@ pub(super) fn subscribe(
         .subscribe(&conn.client, identity.tier, &items, |positions| {
             protocol::subscribed_frame(id, positions)
         });
-    let mut subs = std::mem::take(&mut conn.subs).into_vec();
+    if items.iter().all(|item| item.held) {
+        return;
+    }
+    let mut subs = conn.take_held();
     for (position, item) in positions.into_iter().zip(&items) {
         if !item.held {
             subs.push((position.channel, identity.tier));
         }
     }
-    conn.subs = subs.into_boxed_slice();
+    // Kept sorted by name (each name once: a held channel is never pushed again).
+    subs.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    conn.set_held(subs);
 }
 
 fn unsubscribe(conn: &mut Connection, id: Option<i64>, channels: &[String]) {
-    let mut done: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(channels.len());
+    let mut done: Vec<&str> = Vec::with_capacity(channels.len());
+    let mut held: Vec<usize> = Vec::new();
     for raw in channels {
         let Some(name) = valid_name(conn, id, raw) else {
             continue;
         };
-        if let Some(pos) = conn.subs.iter().position(|(c, _)| &**c == name) {
-            let mut subs = std::mem::take(&mut conn.subs).into_vec();
-            let (channel, tier): (Arc<str>, _) = subs.swap_remove(pos);
-            conn.subs = subs.into_boxed_slice();
-            conn.state.hub.unsubscribe(conn.client.id(), &channel, tier);
+        if !seen.insert(name) {
+            continue;
         }
-        if !done.contains(&name) {
-            done.push(name);
+        done.push(name);
+        if let Ok(at) = find_held(conn.held(), name) {
+            held.push(at);
         }
+    }
+    if !held.is_empty() {
+        held.sort_unstable();
+        let mut kept = Vec::with_capacity(conn.held().len() - held.len());
+        let mut gone = held.into_iter().peekable();
+        for (at, (channel, tier)) in conn.take_held().into_iter().enumerate() {
+            if gone.next_if_eq(&at).is_some() {
+                conn.state.hub.unsubscribe(conn.client.id(), &channel, tier);
+            } else {
+                kept.push((channel, tier));
+            }
+        }
+        conn.set_held(kept);
     }
     conn.reply(protocol::unsubscribed_frame(id, &done, None));
 }
@@ -183,8 +220,9 @@ fn restrict(conn: &mut Connection, identity: &Identity, reason: &str) {
     let state = conn.state.clone();
     let ladder = state.hub.ladder();
     let mut removed: Vec<Arc<str>> = Vec::new();
-    let mut kept = Vec::with_capacity(conn.subs.len());
-    for (channel, tier) in std::mem::take(&mut conn.subs).into_vec() {
+    let held = conn.take_held();
+    let mut kept = Vec::with_capacity(held.len());
+    for (channel, tier) in held {
         let allowed = state
             .config
             .rules
@@ -200,7 +238,7 @@ fn restrict(conn: &mut Connection, identity: &Identity, reason: &str) {
             removed.push(channel);
         }
     }
-    conn.subs = kept.into_boxed_slice();
+    conn.set_held(kept);
     if !removed.is_empty() {
         let names: Vec<&str> = removed.iter().map(|c| &**c).collect();
         conn.reply(protocol::unsubscribed_frame(None, &names, Some(reason)));
