@@ -23,6 +23,8 @@ struct Report<'a> {
     jwt_secret: &'a str,
     /// Empty: any origin.
     allowed_origins: &'a [String],
+    /// Empty: forwarding headers are never believed.
+    trusted_proxies: Vec<String>,
     dedup_window_s: u64,
     io_uring: bool,
     api_keys: ApiKeys,
@@ -267,6 +269,7 @@ pub fn render(config: &Config) -> String {
             "unset"
         },
         allowed_origins: &config.allowed_origins,
+        trusted_proxies: config.trusted_proxies.ranges().collect(),
         dedup_window_s: config.dedup_window_s,
         io_uring: config.io_uring,
         api_keys: ApiKeys {
@@ -340,6 +343,7 @@ mod tests {
         .unwrap();
         let text = render(&config);
         assert!(!text.contains("secret-"), "{text}");
+        assert!(text.contains("trusted_proxies = []"), "{text}");
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(parsed["jwt_secret"].as_str(), Some("set"));
         assert_eq!(parsed["api_keys"]["publisher"].as_integer(), Some(1));

@@ -47,12 +47,18 @@ impl TrustedProxies {
         Ok(TrustedProxies { nets })
     }
 
+    /// The ranges, as CIDR text (`10.0.0.0/8`, `127.0.0.1/32`).
+    pub fn ranges(&self) -> impl Iterator<Item = String> + '_ {
+        self.nets.iter().map(|n| n.to_string())
+    }
+
     /// True when no proxy is trusted (headers are never believed).
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// True when `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.nets.iter().any(|n| n.contains(&ip))
     }

@@ -119,3 +119,10 @@ fn bad_entries_in_the_list_are_refused_with_the_entry_named() {
     assert!(TrustedProxies::parse_list(["10.0.0.0/33"]).is_err());
     assert!(TrustedProxies::parse_list(["", " "]).unwrap().is_empty());
 }
+
+#[test]
+fn the_ranges_are_reported_as_cidrs() {
+    let t = trusted("10.1.2.3/8, 127.0.0.1, ::1");
+    let ranges: Vec<String> = t.ranges().collect();
+    assert_eq!(ranges, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+}

@@ -431,3 +431,23 @@ async fn a_2_mib_post_on_a_kept_alive_connection_is_answered_413_not_reset() {
         assert_error(status, &answer, 413, "payload_too_large");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_not_capped_by_http_connections_per_ip() {
+    // Behind a proxy every client arrives from the proxy's address: the proxy takes no
+    // slot, and its clients are limited by their forwarded addresses instead.
+    let server = TestServer::start_with(config(
+        "trusted_proxies = [\"127.0.0.1\"]\n[limits]\nhttp_connections_per_ip = 2",
+        &[],
+    ))
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        health(&mut tcp).await;
+        open.push(tcp);
+    }
+    for tcp in &mut open {
+        health(tcp).await;
+    }
+}

@@ -10,8 +10,6 @@
 //!   payload into one shareable compressed frame, `inflate.rs` inflates client messages
 //!   within the size limit (the decoder calls it when built with
 //!   [`frame::Decoder::with_deflate`]); their tests are in `deflate/tests.rs`.
-//! - `examples/echo.rs`: the echo server Autobahn|Testsuite runs against
-//!   (scripts/autobahn.sh), on this codec and nothing else.
 //! - `tests/fuzz.rs`: arbitrary-input runs of the decoder, bounded for `cargo test`.
 
 pub mod deflate;

@@ -34,11 +34,17 @@ pub enum Guard {
     Slot(AppState, IpAddr),
     /// One of the connections being refused with 429 right now (bounded in number).
     Refusal(AppState),
+    /// A connection from a trusted proxy: it carries many clients, each limited by the
+    /// address its forwarding headers name, so the proxy itself takes no slot.
+    Proxy,
 }
 
 impl Guard {
-    /// Takes a slot for `ip`, if it has one left.
+    /// Takes a slot for `ip`, if it has one left (a trusted proxy needs none).
     pub fn slot(state: &AppState, ip: IpAddr) -> Option<Guard> {
+        if state.config.trusted_proxies.trusts(ip) {
+            return Some(Guard::Proxy);
+        }
         state
             .registry
             .http_per_ip
@@ -70,6 +76,7 @@ impl Drop for Guard {
             Guard::Refusal(state) => {
                 state.registry.http_refusals.fetch_sub(1, Ordering::Relaxed);
             }
+            Guard::Proxy => {}
         }
     }
 }
