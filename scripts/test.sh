@@ -53,6 +53,12 @@ export SIGNALHUB_TEST_ETH
 echo "== cargo test"
 cargo test --workspace
 
+# On CI (.ci/run sets SIGNALHUB_TEST_LEAN=1) the debug build is not needed past this point:
+# free its disk before the release build (a CI run once died of a full disk right here).
+if [[ "${SIGNALHUB_TEST_LEAN:-}" == 1 ]]; then
+  rm -rf target/debug
+fi
+
 echo "== bench smoke run (200 connections, 50 publications, full in-order delivery required)"
 cargo build --release -p signalhub -p signalhub-bench
 target/release/signalhub-bench --server-bin target/release/signalhub \
