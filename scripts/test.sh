@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, unit and integration tests
 # (each starts real servers on loopback), against real services this script starts
-# (PostgreSQL for the store, a local Ethereum node with an ERC-20 for wallet tiers), a short
+# (PostgreSQL for the store, a local Ethereum node with an ERC-20 for wallet tiers), the
+# WebSocket codec against Autobahn|Testsuite (scripts/autobahn.sh), a short
 # load-generator run that must deliver every publication in order, the container image built
 # and run with podman, the TypeScript client's
 # tests against the real binary (including the READMEs' install-from-the-repository commands,
@@ -58,6 +59,9 @@ cargo test --workspace
 if [[ "${SIGNALHUB_TEST_LEAN:-}" == 1 ]]; then
   rm -rf target/debug
 fi
+
+echo "== Autobahn|Testsuite on the WebSocket codec (scripts/autobahn.sh: cases 1-7, 9, 10)"
+scripts/autobahn.sh
 
 echo "== bench smoke run (200 connections, 50 publications, full in-order delivery required)"
 cargo build --release -p signalhub -p signalhub-bench

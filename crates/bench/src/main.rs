@@ -11,7 +11,9 @@
 //!
 //! * The coordinator (this binary without a subcommand) either starts the server itself
 //!   (`--server-bin PATH`: `serve --listen 127.0.0.1:0` with a random publisher key,
-//!   `SIGNALHUB_STORE=sqlite::memory:`, `SIGNALHUB_LOG=warn`, then any `--server-env
+//!   `SIGNALHUB_STORE=sqlite::memory:`, `SIGNALHUB_LOG=warn`, the per-key publish and
+//!   per-address connect rates (`SIGNALHUB_PUBLISHES_PER_KEY_*`,
+//!   `SIGNALHUB_WS_CONNECTS_PER_IP_*`) set to 100,000,000, then any `--server-env
 //!   KEY=VALUE`, which may override those, plus any `--server-arg`) and reads the port from
 //!   its `listening on` line, or targets a running one (`--url`,
 //!   `--api-key`, optional `--server-pid` for the /proc readings). Only loopback targets are

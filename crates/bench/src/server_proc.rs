@@ -17,7 +17,9 @@ pub struct ServerProc {
 }
 
 /// Starts `bin serve --listen 127.0.0.1:0 <extra>` with `api_key` as the publisher key, an
-/// in-memory store and warn-level logs, then the `env` variables (which may override those),
+/// in-memory store, warn-level logs and the per-key publish and per-address WebSocket connect
+/// rates lifted out of the way (a load generator is one key and a few addresses by design),
+/// then the `env` variables (which may override those),
 /// and waits (at most 60 s) for its `listening on` line on stderr.
 pub async fn start_server(
     bin: &Path,
@@ -31,6 +33,10 @@ pub async fn start_server(
         .env("SIGNALHUB_API_KEYS", format!("{api_key}:publisher"))
         .env("SIGNALHUB_STORE", "sqlite::memory:")
         .env("SIGNALHUB_LOG", "warn")
+        .env("SIGNALHUB_PUBLISHES_PER_KEY_PER_SECOND", "100000000")
+        .env("SIGNALHUB_PUBLISHES_PER_KEY_BURST", "100000000")
+        .env("SIGNALHUB_WS_CONNECTS_PER_IP_PER_SECOND", "100000000")
+        .env("SIGNALHUB_WS_CONNECTS_PER_IP_BURST", "100000000")
         .env("NO_COLOR", "1")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

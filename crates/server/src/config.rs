@@ -92,6 +92,14 @@ pub struct Limits {
     /// Open HTTP connections one client address may hold (SSE streams included; a
     /// WebSocket stops counting here once upgraded); past it a connection gets one 429.
     pub http_connections_per_ip: usize,
+    /// Publishes one API key may sustain per second, and at once, across every publishing
+    /// endpoint; past it a request is answered 429 `rate_limited` with `Retry-After`.
+    pub publishes_per_key_per_second: u32,
+    pub publishes_per_key_burst: u32,
+    /// New WebSocket connections one client address (an IPv6 one by its /64) may open per
+    /// second, and at once; past it an upgrade is answered 429 with `Retry-After`.
+    pub ws_connects_per_ip_per_second: u32,
+    pub ws_connects_per_ip_burst: u32,
 }
 
 impl Default for Limits {
@@ -113,6 +121,10 @@ impl Default for Limits {
             body_read_timeout_s: 15,
             http_idle_timeout_s: 10,
             http_connections_per_ip: 256,
+            publishes_per_key_per_second: 1000,
+            publishes_per_key_burst: 2000,
+            ws_connects_per_ip_per_second: 50,
+            ws_connects_per_ip_burst: 200,
         }
     }
 }
@@ -796,7 +808,27 @@ impl Config {
             "SIGNALHUB_HTTP_CONNECTIONS_PER_IP",
             &mut limits.http_connections_per_ip,
         )?;
-        let positive: [(&str, usize); 14] = [
+        parse_limit(
+            env,
+            "SIGNALHUB_PUBLISHES_PER_KEY_PER_SECOND",
+            &mut limits.publishes_per_key_per_second,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_PUBLISHES_PER_KEY_BURST",
+            &mut limits.publishes_per_key_burst,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_WS_CONNECTS_PER_IP_PER_SECOND",
+            &mut limits.ws_connects_per_ip_per_second,
+        )?;
+        parse_limit(
+            env,
+            "SIGNALHUB_WS_CONNECTS_PER_IP_BURST",
+            &mut limits.ws_connects_per_ip_burst,
+        )?;
+        let positive: [(&str, usize); 18] = [
             ("limits.max_message_bytes", limits.max_message_bytes),
             ("limits.max_subscriptions", limits.max_subscriptions),
             (
@@ -834,6 +866,22 @@ impl Config {
             (
                 "limits.http_connections_per_ip",
                 limits.http_connections_per_ip,
+            ),
+            (
+                "limits.publishes_per_key_per_second",
+                limits.publishes_per_key_per_second as usize,
+            ),
+            (
+                "limits.publishes_per_key_burst",
+                limits.publishes_per_key_burst as usize,
+            ),
+            (
+                "limits.ws_connects_per_ip_per_second",
+                limits.ws_connects_per_ip_per_second as usize,
+            ),
+            (
+                "limits.ws_connects_per_ip_burst",
+                limits.ws_connects_per_ip_burst as usize,
             ),
         ];
         for (field, value) in positive {

@@ -284,3 +284,44 @@ fn a_blank_wallet_domain_is_refused() {
     let e = resolve("", &[("SIGNALHUB_WALLET_SIGNIN", "maybe")], None).unwrap_err();
     assert_eq!(e.field, "SIGNALHUB_WALLET_SIGNIN");
 }
+
+#[test]
+fn publish_and_ws_connect_rates_default_generous_come_from_file_or_environment_and_refuse_zero() {
+    let c = resolve("", &[], None).unwrap();
+    assert_eq!(
+        (
+            c.limits.publishes_per_key_per_second,
+            c.limits.publishes_per_key_burst,
+            c.limits.ws_connects_per_ip_per_second,
+            c.limits.ws_connects_per_ip_burst,
+        ),
+        (1000, 2000, 50, 200)
+    );
+    let file = "[limits]\npublishes_per_key_per_second = 5\npublishes_per_key_burst = 6\n\
+                ws_connects_per_ip_per_second = 7\nws_connects_per_ip_burst = 8";
+    let c = resolve(file, &[], None).unwrap();
+    assert_eq!(c.limits.publishes_per_key_per_second, 5);
+    assert_eq!(c.limits.publishes_per_key_burst, 6);
+    assert_eq!(c.limits.ws_connects_per_ip_per_second, 7);
+    assert_eq!(c.limits.ws_connects_per_ip_burst, 8);
+    let env = [
+        ("SIGNALHUB_PUBLISHES_PER_KEY_PER_SECOND", "15"),
+        ("SIGNALHUB_PUBLISHES_PER_KEY_BURST", "16"),
+        ("SIGNALHUB_WS_CONNECTS_PER_IP_PER_SECOND", "17"),
+        ("SIGNALHUB_WS_CONNECTS_PER_IP_BURST", "18"),
+    ];
+    let c = resolve(file, &env, None).unwrap();
+    assert_eq!(c.limits.publishes_per_key_per_second, 15);
+    assert_eq!(c.limits.publishes_per_key_burst, 16);
+    assert_eq!(c.limits.ws_connects_per_ip_per_second, 17);
+    assert_eq!(c.limits.ws_connects_per_ip_burst, 18);
+    for field in [
+        "publishes_per_key_per_second",
+        "publishes_per_key_burst",
+        "ws_connects_per_ip_per_second",
+        "ws_connects_per_ip_burst",
+    ] {
+        let err = resolve(&format!("[limits]\n{field} = 0"), &[], None).unwrap_err();
+        assert_eq!(err.field, format!("limits.{field}"), "{err}");
+    }
+}

@@ -21,6 +21,27 @@ use crate::store::{Store, StoreError};
 pub const NONCES_PER_MINUTE: u32 = 30;
 pub const NONCE_BURST: u32 = 10;
 
+/// `per_second` cells a second, `burst` at once; both are checked to be at least 1 when the
+/// configuration is read.
+fn per_second_quota(per_second: u32, burst: u32) -> governor::Quota {
+    let nonzero = |n: u32| std::num::NonZeroU32::new(n.max(1)).expect("at least 1");
+    governor::Quota::per_second(nonzero(per_second)).allow_burst(nonzero(burst))
+}
+
+/// One cell from `key`'s bucket, or the whole seconds (rounded up, at least 1) until one is
+/// free: the `Retry-After` of the 429.
+fn check_keyed<K>(limiter: &governor::DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), u64>
+where
+    K: Clone + std::hash::Hash + Eq,
+{
+    limiter.check_key(key).map_err(|not_until| {
+        let now = governor::clock::Clock::now(limiter.clock());
+        let wait = not_until.wait_time_from(now);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        secs.max(1)
+    })
+}
+
 /// Cheap to clone: one `Arc`.
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Shared>);
@@ -45,6 +66,12 @@ pub struct Shared {
     /// Nonces issued per client address: a flood from one address cannot evict everyone
     /// else's outstanding nonces.
     pub nonce_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Publishes per API key (by its index in the key ring), across every publishing
+    /// endpoint: `limits.publishes_per_key_per_second` and `_burst`.
+    publish_limiter: governor::DefaultKeyedRateLimiter<usize>,
+    /// New WebSocket upgrades per client address (an IPv6 one by its /64):
+    /// `limits.ws_connects_per_ip_per_second` and `_burst`, against reconnect storms.
+    ws_connect_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Admin tier changes, by user: they override token claims (spec section 9, item 13).
     /// Persisted in the store; this is the in-memory copy read on every authentication.
     tier_overrides: Mutex<HashMap<String, TierId>>,
@@ -85,6 +112,14 @@ impl AppState {
         ));
         let idempotency = Idempotency::new(config.dedup_window_s);
         let keys = KeyRing::new(&config.api_keys);
+        let publish_limiter = governor::RateLimiter::keyed(per_second_quota(
+            config.limits.publishes_per_key_per_second,
+            config.limits.publishes_per_key_burst,
+        ));
+        let ws_connect_limiter = governor::RateLimiter::keyed(per_second_quota(
+            config.limits.ws_connects_per_ip_per_second,
+            config.limits.ws_connects_per_ip_burst,
+        ));
         AppState(Arc::new(Shared {
             config,
             hub,
@@ -103,10 +138,31 @@ impl AppState {
                 )
                 .allow_burst(std::num::NonZeroU32::new(NONCE_BURST).expect("nonzero")),
             ),
+            publish_limiter,
+            ws_connect_limiter,
             tier_overrides: Mutex::new(HashMap::new()),
             store,
             signals_in_flight: Mutex::new(HashSet::new()),
         }))
+    }
+
+    /// Takes one publish from API key `key_index`'s budget; `Err` holds the seconds (rounded
+    /// up, at least 1) until the key may publish again.
+    pub fn check_publish_rate(&self, key_index: usize) -> Result<(), u64> {
+        check_keyed(&self.publish_limiter, &key_index)
+    }
+
+    /// Takes one new WebSocket connection from client address `ip`'s budget (an IPv6
+    /// address counts by its /64); `Err` holds the seconds until it may connect again.
+    pub fn check_ws_connect_rate(&self, ip: std::net::IpAddr) -> Result<(), u64> {
+        let checked = check_keyed(
+            &self.ws_connect_limiter,
+            &crate::http::wallet::limiter_key(ip),
+        );
+        if self.ws_connect_limiter.len() > 100_000 {
+            self.ws_connect_limiter.retain_recent();
+        }
+        checked
     }
 
     /// A process-unique connection number.

@@ -11,6 +11,8 @@
 //!   within the size limit (the decoder calls it when built with
 //!   [`frame::Decoder::with_deflate`]); their tests are in `deflate/tests.rs`.
 //! - `tests/fuzz.rs`: arbitrary-input runs of the decoder, bounded for `cargo test`.
+//! - `examples/echo.rs`: an echo server on this codec alone, for Autobahn|Testsuite's
+//!   fuzzingclient (`scripts/autobahn.sh`, cases 1-7, 9 and 10).
 
 pub mod deflate;
 pub mod frame;

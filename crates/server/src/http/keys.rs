@@ -87,8 +87,24 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Publisher, ApiError> 
 impl FromRequestParts<AppState> for Publisher {
     type Rejection = ApiError;
 
+    /// Every publishing endpoint takes a `Publisher`, so this is where a key's publish rate
+    /// (`limits.publishes_per_key_per_second` and `_burst`) is charged: before the body is
+    /// parsed, one request one publish.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(parts, state)
+        let caller = authenticate(parts, state)?;
+        state
+            .check_publish_rate(caller.key_index)
+            .map_err(|retry_after_s| {
+                ApiError::rate_limited(
+                    format!(
+                        "this API key is over its publish rate ({} a second, {} at once); retry after {retry_after_s} s",
+                        state.config.limits.publishes_per_key_per_second,
+                        state.config.limits.publishes_per_key_burst,
+                    ),
+                    retry_after_s,
+                )
+            })?;
+        Ok(caller)
     }
 }
 

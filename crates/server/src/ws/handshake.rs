@@ -159,6 +159,19 @@ fn prepare(
     let headers = request.headers();
     let key = check_upgrade(headers)?;
     check_origin(state, headers)?;
+    // Before any token is verified: a reconnect storm is turned away at its cheapest.
+    state
+        .check_ws_connect_rate(peer.ip())
+        .map_err(|retry_after_s| {
+            ApiError::rate_limited(
+                format!(
+                    "too many new WebSocket connections from this address ({} a second, {} at once); retry after {retry_after_s} s",
+                    state.config.limits.ws_connects_per_ip_per_second,
+                    state.config.limits.ws_connects_per_ip_burst,
+                ),
+                retry_after_s,
+            )
+        })?;
     let identity = identify(state, query, headers)?;
     let channels = route.channels(param, &identity)?;
     let on_upgrade = request
