@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -206,12 +206,10 @@ async fn serve(hub: Arc<Hub>, mut stream: TcpStream, conn_id: u64) -> io::Result
             if buf.len() > MAX_INPUT {
                 return Err(io::Error::other("request head too large"));
             }
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
+            buf.reserve(4096);
+            if stream.read_buf(&mut buf).await? == 0 {
                 return Ok(());
             }
-            buf.extend_from_slice(&chunk[..n]);
         };
         let head = parse_head(std::str::from_utf8(&buf[..end]).map_err(io::Error::other)?)
             .ok_or_else(|| io::Error::other("bad request line"))?;
@@ -225,7 +223,10 @@ async fn serve(hub: Arc<Hub>, mut stream: TcpStream, conn_id: u64) -> io::Result
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
                 ws::accept_key(key)
             );
+            // Nothing of the request is kept by the connection from here on.
+            drop(head);
             stream.write_all(answer.as_bytes()).await?;
+            drop(answer);
             return websocket(hub, stream, conn_id, buf).await;
         }
         let len: usize = head
@@ -236,10 +237,9 @@ async fn serve(hub: Arc<Hub>, mut stream: TcpStream, conn_id: u64) -> io::Result
             return Err(io::Error::other("body too large"));
         }
         while buf.len() < len {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await? {
-                0 => return Ok(()),
-                n => buf.extend_from_slice(&chunk[..n]),
+            buf.reserve(len - buf.len());
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok(());
             }
         }
         let body: Vec<u8> = buf.drain(..len).collect();
@@ -341,16 +341,22 @@ async fn ws_loop(
             () = conn.wake.notified(), if !blocked => continue,
             r = stream.writable(), if blocked => { r?; continue; }
         }
-        let mut chunk = [0u8; 2048];
-        let n = match stream.try_read(&mut chunk) {
+        match read_some(stream, partial) {
             Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Ok(_) => closing |= frames(hub, id, conn, partial, held)?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
-        };
-        partial.extend_from_slice(&chunk[..n]);
-        closing |= frames(hub, id, conn, partial, held)?;
+        }
     }
+}
+
+/// Reads what the socket has into a buffer on the thread's stack (a plain function, so it is
+/// no part of the connection's future) and appends it to `partial`.
+fn read_some(stream: &TcpStream, partial: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; 2048];
+    let n = stream.try_read(&mut chunk)?;
+    partial.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// Handles the complete client frames in `partial` and keeps only an incomplete one (no
@@ -548,5 +554,29 @@ mod tests {
         );
         assert_eq!(h.header("authorization"), Some("Bearer k"));
         assert_eq!(h.header("content-length"), Some("5"));
+    }
+
+    #[test]
+    fn a_connection_task_holds_no_read_buffer_while_it_waits() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let hub = Arc::new(Hub {
+                api_key: "k".into(),
+                channels: Mutex::default(),
+                ids: AtomicU64::new(0),
+            });
+            // The whole state a connection's task keeps between wake-ups (HTTP phase and
+            // WebSocket phase alike): no 2-4 KiB read array in it.
+            let task = serve(hub, client, 1);
+            let size = std::mem::size_of_val(&task);
+            assert!(size < 1024, "a connection's future is {size} bytes");
+        });
     }
 }
