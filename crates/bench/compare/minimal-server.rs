@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 
 #[allow(dead_code)]
@@ -29,6 +29,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 const MAX_OUTBOX: usize = 8192;
 /// Largest client frame payload and HTTP request (head + body) accepted.
 const MAX_INPUT: usize = 65536;
+/// Pending connections the listener queues.
+const LISTEN_BACKLOG: u32 = 4096;
 /// Frames handed to one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -445,7 +447,11 @@ fn main() {
     });
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        // A backlog for connect storms (tokio's `bind` listens with 1,024).
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.bind(([127, 0, 0, 1], port).into()).expect("bind");
+        let listener = socket.listen(LISTEN_BACKLOG).expect("listen");
         eprintln!(
             "listening on {}",
             listener.local_addr().expect("local address")
@@ -463,6 +469,7 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
 
     #[test]
     fn server_frames_have_the_shortest_length_encoding_and_parse_in_the_bench_reader() {
