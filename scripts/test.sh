@@ -67,7 +67,29 @@ echo "== bench smoke run (200 connections, 50 publications, full in-order delive
 cargo build --release -p signalhub -p signalhub-bench
 target/release/signalhub-bench --server-bin target/release/signalhub \
   --connections 200 --messages 50 --rate 0 --require-all
-echo "bench-smoke: 1 passed, 0 failed"
+echo "== bench smoke run with the ordinary client (--reader tungstenite), same checks"
+target/release/signalhub-bench --server-bin target/release/signalhub \
+  --connections 200 --messages 50 --rate 0 --require-all --reader tungstenite
+echo "== bench smoke run against the minimal yardstick server (signalhub-minimal), same checks"
+target/release/signalhub-minimal 0 smoke-minimal-key 2>"$work/minimal.err" &
+minimal_pid=$!
+minimal_port=""
+for _ in $(seq 1 100); do
+  minimal_port="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/minimal.err")"
+  [[ -n "$minimal_port" ]] && break
+  sleep 0.1
+done
+[[ -n "$minimal_port" ]] || { cat "$work/minimal.err" >&2; echo "signalhub-minimal did not listen" >&2; exit 1; }
+target/release/signalhub-bench --url "http://127.0.0.1:$minimal_port" --api-key smoke-minimal-key \
+  --server-pid "$minimal_pid" --connections 200 --messages 50 --rate 0 --require-all
+kill "$minimal_pid"
+wait "$minimal_pid" 2>/dev/null || true
+echo "== comparison series tools (crates/bench/compare/series.sh, summarize.py): one tiny round"
+crates/bench/compare/series.sh --bin-dir target/release --servers "plain minimal" \
+  --connections 20 --messages 5 --rate 0 >"$work/series.jsonl"
+[[ "$(wc -l <"$work/series.jsonl")" == 4 ]] || { cat "$work/series.jsonl" >&2; echo "series.sh: expected 4 runs" >&2; exit 1; }
+crates/bench/compare/summarize.py "$work/series.jsonl" | grep -q '| as-is | 1 | tungstenite | minimal | 100 / 100 |'
+echo "bench-smoke: 4 passed, 0 failed"
 
 echo "== container image (scripts/container.sh): from the release binary; /health, a WebSocket, non-root, /data"
 scripts/container.sh build target/release/signalhub

@@ -85,6 +85,27 @@ pub enum Mode {
     Signals,
 }
 
+/// The WebSocket client the subscriber connections use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderKind {
+    /// The bench's own minimal client (ws.rs): frames parsed in place in a 4 KiB buffer.
+    #[default]
+    Lean,
+    /// An ordinary client: tokio-tungstenite.
+    Tungstenite,
+}
+
+impl ReaderKind {
+    /// The `--reader` value naming this reader.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            ReaderKind::Lean => "lean",
+            ReaderKind::Tungstenite => "tungstenite",
+        }
+    }
+}
+
 /// Parses `KEY=VALUE` for `--server-env`.
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
@@ -180,6 +201,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "/ws")]
     pub ws_path: String,
 
+    /// The subscribers' WebSocket client: the bench's lean one, or tokio-tungstenite.
+    #[arg(long, value_enum, default_value_t = ReaderKind::Lean)]
+    pub reader: ReaderKind,
+
     /// Time allowed for one connection's connect + subscribe, in seconds.
     #[arg(long, default_value_t = 30)]
     pub connect_timeout_s: u64,
@@ -227,6 +252,8 @@ pub struct WorkerArgs {
     pub host: String,
     #[arg(long, default_value = "/ws")]
     pub ws_path: String,
+    #[arg(long, value_enum, default_value_t = ReaderKind::Lean)]
+    pub reader: ReaderKind,
     /// Global index of this worker's first connection.
     #[arg(long)]
     pub first: usize,
@@ -282,6 +309,7 @@ mod tests {
         assert_eq!(cli.run.server_args, ["--config", "x.toml"]);
         assert_eq!(cli.run.connections, 5);
         assert_eq!(cli.run.mode, Mode::Publish);
+        assert_eq!(cli.run.reader, ReaderKind::Lean);
         assert!(cli.command.is_none());
     }
 
@@ -327,6 +355,61 @@ mod tests {
                 bad
             ])
             .is_err());
+        }
+    }
+
+    #[test]
+    fn reader_selection_parses_lean_and_tungstenite_and_nothing_else() {
+        let parse = |reader: &str| {
+            Cli::try_parse_from([
+                "signalhub-bench",
+                "--url",
+                "http://127.0.0.1:1",
+                "--reader",
+                reader,
+            ])
+            .map(|cli| cli.run.reader)
+        };
+        assert_eq!(parse("lean").unwrap(), ReaderKind::Lean);
+        assert_eq!(parse("tungstenite").unwrap(), ReaderKind::Tungstenite);
+        assert!(parse("tokio").is_err());
+        for kind in [ReaderKind::Lean, ReaderKind::Tungstenite] {
+            assert_eq!(parse(kind.as_arg()).unwrap(), kind);
+            let worker = Cli::try_parse_from([
+                "signalhub-bench",
+                "worker",
+                "--addr",
+                "127.0.0.1:1",
+                "--host",
+                "h",
+                "--first",
+                "0",
+                "--connections",
+                "1",
+                "--concurrency",
+                "1",
+                "--threads",
+                "1",
+                "--channels",
+                "1",
+                "--channel-prefix",
+                "b",
+                "--source-base",
+                "127.0.0.2",
+                "--source-ips",
+                "1",
+                "--messages",
+                "0",
+                "--connect-timeout-s",
+                "1",
+                "--reader",
+                kind.as_arg(),
+            ])
+            .unwrap();
+            let Some(Command::Worker(w)) = worker.command else {
+                panic!("worker subcommand")
+            };
+            assert_eq!(w.reader, kind);
         }
     }
 }

@@ -198,6 +198,7 @@ impl Workers {
                 .args(["--addr", &target.addr.to_string()])
                 .args(["--host", &target.host])
                 .args(["--ws-path", &args.ws_path])
+                .args(["--reader", args.reader.as_arg()])
                 .args(["--first", &first.to_string()])
                 .args(["--connections", &count.to_string()])
                 .args(["--concurrency", &concurrency.to_string()])
@@ -492,6 +493,7 @@ async fn bench(
         .then(|| round3(publish_stats.published as f64 / publish_s));
     Ok(Report {
         mode: args.mode,
+        reader: args.reader,
         connections: n,
         workers: plan.workers,
         channels: channels.len(),

@@ -26,7 +26,9 @@
 //!   child's stdin/stdout (see protocol.rs). Each worker uses a current-thread runtime
 //!   (`--worker-threads` for more) and its own lean WebSocket client (ws.rs: 4 KiB read
 //!   buffer per connection, frames parsed in place, deliveries tallied per thread), since
-//!   the bench shares the machine's cores with the server.
+//!   the bench shares the machine's cores with the server. `--reader tungstenite` uses an
+//!   ordinary client instead (tungstenite_reader.rs, tokio-tungstenite), so that no figure
+//!   rests on one reader; the report's `reader` field says which one ran.
 //! * Connection i binds its socket to source address 127.0.0.(2 + i % K) (K =
 //!   `--source-ips`, by default enough for `--per-ip` 1000 connections each, the server's
 //!   default per-IP limit), so more than the ~28k ephemeral ports of one address fit, and
@@ -132,6 +134,7 @@ mod server_proc;
 mod subscriber;
 mod sys;
 mod target;
+mod tungstenite_reader;
 mod worker;
 mod ws;
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::cli::Mode;
+use crate::cli::{Mode, ReaderKind};
 
 /// p50/p90/p99/max in milliseconds of a histogram of microseconds (null when empty).
 #[derive(Debug, Serialize, PartialEq)]
@@ -46,6 +46,8 @@ pub fn round3(x: f64) -> f64 {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub mode: Mode,
+    /// The subscribers' WebSocket client (`--reader`).
+    pub reader: ReaderKind,
     pub connections: usize,
     pub workers: usize,
     pub channels: usize,

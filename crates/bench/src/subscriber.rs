@@ -185,23 +185,8 @@ pub async fn run(
         Ok(Err(e)) => return connect_failed(&shared, e),
         Err(_) => return connect_failed(&shared, "connect + subscribe timed out".into()),
     };
-    let micros = started.elapsed().as_micros() as u64;
-    lock(&shared.connect_hist).saturating_record(micros);
-    shared.connected.fetch_add(1, Ordering::SeqCst);
-    shared.attempted.fetch_add(1, Ordering::SeqCst);
-    shared.notify.notify_one();
-
-    let mut reader = Reader {
-        channel: &spec.channel,
-        next_seq: sub_seq + 1,
-        got: 0,
-        finished: false,
-        shared: &shared,
-    };
-    if shared.messages == 0 {
-        // Nothing expected: this connection is finished as soon as it is up.
-        reader.finish();
-    }
+    connected(&shared, started);
+    let mut reader = Reader::new(&spec.channel, sub_seq, &shared);
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     loop {
@@ -256,15 +241,24 @@ pub async fn run(
 }
 
 /// Resolves once `shutdown` is true or its sender is gone.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn connect_failed(shared: &Shared, e: String) {
+/// Records a connection that is up and subscribed (connect + subscribe took since `started`).
+pub(crate) fn connected(shared: &Shared, started: Instant) {
+    let micros = started.elapsed().as_micros() as u64;
+    lock(&shared.connect_hist).saturating_record(micros);
+    shared.connected.fetch_add(1, Ordering::SeqCst);
+    shared.attempted.fetch_add(1, Ordering::SeqCst);
+    shared.notify.notify_one();
+}
+
+pub(crate) fn connect_failed(shared: &Shared, e: String) {
     shared.note_error(e);
     shared.failed.fetch_add(1, Ordering::SeqCst);
     shared.attempted.fetch_add(1, Ordering::SeqCst);
@@ -272,7 +266,7 @@ fn connect_failed(shared: &Shared, e: String) {
 }
 
 /// Per-connection delivery bookkeeping.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     channel: &'a str,
     /// The seq the next publication must carry.
     next_seq: u64,
@@ -281,8 +275,24 @@ struct Reader<'a> {
     shared: &'a Shared,
 }
 
-impl Reader<'_> {
-    fn on_text(&mut self, text: &[u8]) {
+impl<'a> Reader<'a> {
+    /// Bookkeeping for a connection subscribed to `channel` at `sub_seq`.
+    pub(crate) fn new(channel: &'a str, sub_seq: u64, shared: &'a Shared) -> Self {
+        let mut reader = Reader {
+            channel,
+            next_seq: sub_seq + 1,
+            got: 0,
+            finished: false,
+            shared,
+        };
+        if shared.messages == 0 {
+            // Nothing expected: this connection is finished as soon as it is up.
+            reader.finish();
+        }
+        reader
+    }
+
+    pub(crate) fn on_text(&mut self, text: &[u8]) {
         let now = unix_ns();
         let Some(p) = parse_publication(text) else {
             return;
@@ -316,7 +326,7 @@ impl Reader<'_> {
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if !self.finished {
             self.finished = true;
             self.shared.finish_one();
@@ -324,7 +334,7 @@ impl Reader<'_> {
     }
 
     /// The connection ended before being told to close.
-    fn gone(&mut self, why: String) {
+    pub(crate) fn gone(&mut self, why: String) {
         self.shared.disconnected.fetch_add(1, Ordering::SeqCst);
         self.shared.note_error(why);
         self.finish();
@@ -337,20 +347,7 @@ async fn connect_and_subscribe(
     spec: &ConnSpec,
     frames: &mut FrameReader,
 ) -> Result<(TcpStream, u64), String> {
-    let socket = if spec.addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| format!("socket: {e}"))?;
-    socket
-        .bind(SocketAddr::new(spec.source, 0))
-        .map_err(|e| format!("bind {}: {e}", spec.source))?;
-    let mut stream = socket
-        .connect(spec.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut stream = tcp_connect(spec).await?;
     ws::handshake(&mut stream, frames, &spec.host, &spec.path)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -390,9 +387,28 @@ async fn connect_and_subscribe(
     }
 }
 
+/// TCP connect from `spec.source` to `spec.addr`, with TCP_NODELAY.
+pub(crate) async fn tcp_connect(spec: &ConnSpec) -> Result<TcpStream, String> {
+    let socket = if spec.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    socket
+        .bind(SocketAddr::new(spec.source, 0))
+        .map_err(|e| format!("bind {}: {e}", spec.source))?;
+    let stream = socket
+        .connect(spec.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
 /// Some(seq) for the `subscribed` reply to our subscribe (id 1), an error for an `error`
 /// reply to it, None for any other frame.
-fn subscribed_seq(text: &str, channel: &str) -> Result<Option<u64>, String> {
+pub(crate) fn subscribed_seq(text: &str, channel: &str) -> Result<Option<u64>, String> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return Ok(None);
     };
@@ -468,6 +484,7 @@ mod scripted {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::cli::ReaderKind;
     use crate::ws::{accept_key, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
 
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -513,7 +530,11 @@ mod scripted {
         assert!(request.starts_with("GET /ws HTTP/1.1\r\n"), "{request}");
         let key = request
             .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .find_map(|l| {
+                let (name, value) = l.split_once(": ")?;
+                name.eq_ignore_ascii_case("Sec-WebSocket-Key")
+                    .then_some(value)
+            })
             .unwrap();
         let mut out = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
@@ -573,7 +594,16 @@ mod scripted {
     }
 
     #[test]
-    fn connection_against_a_scripted_server() {
+    fn lean_connection_against_a_scripted_server() {
+        against_scripted_server(ReaderKind::Lean);
+    }
+
+    #[test]
+    fn tungstenite_connection_against_a_scripted_server() {
+        against_scripted_server(ReaderKind::Tungstenite);
+    }
+
+    fn against_scripted_server(reader: ReaderKind) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -592,12 +622,13 @@ mod scripted {
                 source: "127.0.0.1".parse().unwrap(),
                 connect_timeout: Duration::from_secs(5),
             };
-            let conn = tokio::spawn(run(
-                spec,
-                shared.clone(),
-                Arc::new(Semaphore::new(1)),
-                stop_rx,
-            ));
+            let (slots, shared2) = (Arc::new(Semaphore::new(1)), shared.clone());
+            let conn = match reader {
+                ReaderKind::Lean => tokio::spawn(run(spec, shared2, slots, stop_rx)),
+                ReaderKind::Tungstenite => tokio::spawn(crate::tungstenite_reader::run(
+                    spec, shared2, slots, stop_rx,
+                )),
+            };
             tokio::time::timeout(Duration::from_secs(5), async {
                 while shared.finished.load(Ordering::SeqCst) == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -9,10 +9,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdout};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::cli::WorkerArgs;
+use crate::cli::{ReaderKind, WorkerArgs};
 use crate::protocol::{encode_hist, to_line, Command, WorkerEvent};
 use crate::subscriber::{self, ConnSpec, Shared};
 use crate::target::source_addr;
+use crate::tungstenite_reader;
 
 /// Runs the worker to the end; returns the process exit code.
 pub fn run(args: WorkerArgs) -> i32 {
@@ -110,12 +111,13 @@ async fn worker_main(args: WorkerArgs) -> std::io::Result<()> {
             source: source_addr(args.source_base, global % args.source_ips.max(1)),
             connect_timeout: Duration::from_secs(args.connect_timeout_s),
         };
-        tasks.spawn(subscriber::run(
-            spec,
-            shared.clone(),
-            slots.clone(),
-            stop_rx.clone(),
-        ));
+        let (shared, slots, stop_rx) = (shared.clone(), slots.clone(), stop_rx.clone());
+        match args.reader {
+            ReaderKind::Lean => tasks.spawn(subscriber::run(spec, shared, slots, stop_rx)),
+            ReaderKind::Tungstenite => {
+                tasks.spawn(tungstenite_reader::run(spec, shared, slots, stop_rx))
+            }
+        };
     }
 
     let mut out = tokio::io::stdout();
