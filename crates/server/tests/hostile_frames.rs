@@ -361,3 +361,19 @@ async fn a_quiet_subscriber_gets_every_publication_in_order_while_ten_connection
     quiet.send(json!({"type": "ping", "id": 1})).await;
     assert_eq!(quiet.recv().await["type"], "pong");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_naming_no_channel_is_answered_with_bad_request_not_silence() {
+    // A client waiting on the frame's id must get an answer; `subscribed` is omitted when
+    // nothing is allowed, so an empty subscribe is refused as malformed.
+    let server = TestServer::start().await;
+    let mut ws = server.ws("/ws").await;
+    ws.send(json!({"type": "subscribe", "id": 9, "channels": []}))
+        .await;
+    let e = ws.recv().await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["id"], 9, "{e}");
+    assert_eq!(e["code"], "bad_request", "{e}");
+    let ok = ws.subscribe(&["after"]).await;
+    assert_eq!(ok["channels"].as_array().unwrap().len(), 1);
+}

@@ -143,11 +143,19 @@ pub fn parse(text: &str, max_channels: usize) -> Result<Command, FrameError> {
         return Err(bad_request(id, "type must be a string"));
     };
     match kind {
-        "subscribe" => Ok(Command::Subscribe {
-            id,
-            channels: string_list(&obj, id, max_channels)?,
-            since: parse_since(&obj, id, max_channels)?,
-        }),
+        "subscribe" => {
+            let channels = string_list(&obj, id, max_channels)?;
+            // A subscribe with nothing in it would get no answer at all (no channel to
+            // refuse, `subscribed` omitted when none is allowed): say so instead.
+            if channels.is_empty() {
+                return Err(bad_request(id, "channels must name at least one channel"));
+            }
+            Ok(Command::Subscribe {
+                id,
+                channels,
+                since: parse_since(&obj, id, max_channels)?,
+            })
+        }
         "unsubscribe" => Ok(Command::Unsubscribe {
             id,
             channels: string_list(&obj, id, max_channels)?,
