@@ -392,3 +392,32 @@ async fn an_api_key_reads_history_of_every_tier() {
     let (_, anonymous) = server.get("/api/v1/channels/vault/history").await;
     assert_eq!(anonymous["publications"][0]["type"], "locked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_keyed_by_the_signals_all_alias_recovers_the_signals_channel() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws("/ws").await;
+    let epoch = ws.subscribe(&["signals"]).await["channels"][0]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.publish("signals", json!({"n": 1})).await;
+    assert_eq!(ws.recv().await["seq"], 1);
+    ws.close().await;
+    server.publish("signals", json!({"n": 2})).await;
+    let mut again = server.ws("/ws").await;
+    again
+        .send(
+            json!({"type": "subscribe", "id": 2, "channels": ["signals"],
+                     "since": {"signals:all": {"epoch": epoch, "seq": 1}}}),
+        )
+        .await;
+    let reply = again.recv().await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    assert_eq!(reply["channels"][0]["recovered"], true, "{reply}");
+    let p = again.recv().await;
+    assert_eq!(
+        (p["seq"].as_u64(), p["data"]["n"].as_u64()),
+        (Some(2), Some(2))
+    );
+}

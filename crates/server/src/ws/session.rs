@@ -83,6 +83,12 @@ pub(super) fn subscribe(
     let max = state.config.limits.max_subscriptions;
     let mut held_after = conn.held().len();
     let mut seen: HashSet<&str> = HashSet::with_capacity(channels.len());
+    // `since` keyed by an alias (`signals:all`) finds the channel's canonical name too;
+    // `since` holds at most `max_channels_per_frame` entries, so this stays linear.
+    let since_by_name: HashMap<&str, &Since> = since
+        .iter()
+        .filter_map(|(key, at)| channel::normalize(key).map(|n| (n, at)))
+        .collect();
     let mut accepted: Vec<(&str, Option<&Since>, bool)> = Vec::with_capacity(channels.len());
     for raw in channels {
         let Some(name) = valid_name(conn, id, raw) else {
@@ -121,7 +127,10 @@ pub(super) fn subscribe(
             }
             held_after += 1;
         }
-        let since = since.get(raw.as_str()).or_else(|| since.get(name));
+        let since = since
+            .get(raw.as_str())
+            .or_else(|| since.get(name))
+            .or_else(|| since_by_name.get(name).copied());
         accepted.push((name, since, held));
     }
     if accepted.is_empty() {
