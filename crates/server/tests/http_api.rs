@@ -1929,3 +1929,18 @@ async fn the_documented_metric_lists_are_exactly_what_metrics_serves() {
         "README.md"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_stopping_ws_health_answers_503_with_status_unavailable_and_health_stays_200() {
+    let server = TestServer::start().await;
+    server.state.begin_stopping();
+    let (status, body) = server.get("/ws/health").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(body["stopping"], true, "{body}");
+    let (status, body) = server.get("/health").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get("/ws/stats").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+}

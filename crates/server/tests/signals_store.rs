@@ -328,8 +328,13 @@ async fn with_postgres_down_a_signal_is_refused_with_503_and_nothing_is_publishe
             &signal(&format!("pg_down_{suffix}"), "EUR_USD", 0.5),
         )
         .await;
-    let (health, _) = server.get("/ws/health").await;
+    let (health, health_body) = server.get("/ws/health").await;
     postgres_ctl(&ctl, "start");
+    assert_eq!(health_body["status"], "unavailable", "{health_body}");
+    assert_eq!(
+        health_body["storage"]["status"], "unavailable",
+        "{health_body}"
+    );
 
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");

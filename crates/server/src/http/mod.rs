@@ -47,13 +47,15 @@ fn ws(route: Route) -> MethodRouter<AppState> {
     )
 }
 
-/// While shutting down, everything but liveness answers 503.
+/// While shutting down, everything but liveness and readiness answers 503 (readiness says
+/// `unavailable` itself, in its own shape).
 async fn refuse_while_stopping(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    if state.is_stopping() && request.uri().path() != "/health" {
+    let path = request.uri().path();
+    if state.is_stopping() && path != "/health" && path != "/ws/health" {
         return ApiError::unavailable("server is shutting down").into_response();
     }
     next.run(request).await

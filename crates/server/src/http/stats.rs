@@ -61,8 +61,10 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ws/health`: readiness of the server and its dependencies; 503 while stopping or
-/// when the signal store cannot be reached.
+/// `GET /ws/health`: readiness of the server and its dependencies. `status` is `ok` (200),
+/// `degraded` (200; reserved for a feed that is not up, and there are no feeds in this
+/// build) or `unavailable` (503: the store or broker cannot be reached, or the server is
+/// stopping), so a load balancer's readiness probe reads one field.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let stopping = state.is_stopping();
     let storage_ok = tokio::time::timeout(std::time::Duration::from_secs(3), state.store.ping())
@@ -70,7 +72,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .is_ok_and(|r| r.is_ok());
     let ok = !stopping && storage_ok;
     let body = json!({
-        "status": if stopping { "stopping" } else if ok { "ok" } else { "degraded" },
+        "status": if ok { "ok" } else { "unavailable" },
+        "stopping": stopping,
         "storage": {"backend": state.store.backend(), "status": if storage_ok { "ok" } else { "unavailable" }},
         "broker": {"backend": "memory", "status": "ok"},
         "feeds": {},
