@@ -10,6 +10,9 @@
 //! - [`publish`]: the one publish path every source uses (HTTP, the shutdown notice,
 //!   in-process feeds and bots): ids, idempotency, durable signals, the broker.
 //! - [`ws`]: the WebSocket transport: handshake, framing, the connection future, frames.
+//! - [`subscriptions`]: what every transport does with its subscriptions when its identity
+//!   changes (an admin tier change, an `auth` frame).
+//! - [`peer`]: the client's address behind trusted reverse proxies.
 //! - [`heartbeat`]: the sweeper that pings, times out and reaps connections.
 //! - [`registry`]: every live connection, for shutdown, admin actions and stats.
 //! - [`auth`]: tokens, wallet sign-in, balance-derived tiers: credentials to a `Principal`.
@@ -35,6 +38,7 @@ pub mod registry;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod subscriptions;
 pub mod ws;
 
 use std::future::Future;

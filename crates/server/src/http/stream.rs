@@ -80,26 +80,9 @@ impl Held {
     /// `locked` stubs), as a WebSocket does. Returns the channels ended.
     pub fn restrict(&mut self) -> Vec<Arc<str>> {
         let identity = self.client.identity();
-        let state = &self.state;
-        let ladder = state.hub.ladder();
-        let mut removed = Vec::new();
-        let mut kept = Vec::with_capacity(self.subs.len());
-        for (channel, tier) in std::mem::take(&mut self.subs) {
-            let allowed = state
-                .config
-                .rules
-                .check(ladder, &channel, identity.tier, identity.user.as_deref())
-                .is_ok();
-            if allowed {
-                state
-                    .hub
-                    .rebucket(&self.client, &channel, tier, identity.tier);
-                kept.push((channel, identity.tier));
-            } else {
-                state.hub.unsubscribe(self.client.id(), &channel, tier);
-                removed.push(channel);
-            }
-        }
+        let held = std::mem::take(&mut self.subs);
+        let (kept, removed) =
+            crate::subscriptions::restrict(&self.state, &self.client, &identity, held);
         self.subs = kept;
         removed
     }

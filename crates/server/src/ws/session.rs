@@ -227,26 +227,8 @@ pub(super) fn refresh(conn: &mut Connection) {
 /// moves the rest into the bucket of its tier.
 fn restrict(conn: &mut Connection, identity: &Identity, reason: &str) {
     let state = conn.state.clone();
-    let ladder = state.hub.ladder();
-    let mut removed: Vec<Arc<str>> = Vec::new();
     let held = conn.take_held();
-    let mut kept = Vec::with_capacity(held.len());
-    for (channel, tier) in held {
-        let allowed = state
-            .config
-            .rules
-            .check(ladder, &channel, identity.tier, identity.user.as_deref())
-            .is_ok();
-        if allowed {
-            state
-                .hub
-                .rebucket(&conn.client, &channel, tier, identity.tier);
-            kept.push((channel, identity.tier));
-        } else {
-            state.hub.unsubscribe(conn.client.id(), &channel, tier);
-            removed.push(channel);
-        }
-    }
+    let (kept, removed) = crate::subscriptions::restrict(&state, &conn.client, identity, held);
     conn.set_held(kept);
     if !removed.is_empty() {
         let names: Vec<&str> = removed.iter().map(|c| &**c).collect();
