@@ -4,9 +4,8 @@
 mod common;
 
 use common::*;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// POSTs `body` to `path` with `key`; returns status, headers and JSON body.
 async fn post(server: &TestServer, path: &str, key: &str, body: &Value) -> (u16, HeaderMap, Value) {
@@ -98,34 +97,7 @@ async fn try_ws(
     server: &TestServer,
     headers: &[(&str, &str)],
 ) -> Result<Ws, (u16, HeaderMap, Value)> {
-    let mut req = server.ws_url("/ws").into_client_request().unwrap();
-    for (name, value) in headers {
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        req.headers_mut()
-            .insert(name, HeaderValue::from_str(value).unwrap());
-    }
-    let attempt = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("the handshake finishes");
-    match attempt {
-        Ok((stream, _)) => {
-            let mut ws = Ws {
-                stream,
-                welcome: Value::Null,
-            };
-            let welcome = ws.recv().await;
-            assert_eq!(welcome["type"], "welcome", "{welcome}");
-            ws.welcome = welcome;
-            Ok(ws)
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().clone().unwrap_or_default();
-            let body = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-            Err((resp.status().as_u16(), resp.headers().clone(), body))
-        }
-        Err(other) => panic!("expected an HTTP answer, got {other:?}"),
-    }
+    try_handshake(server, "/ws", headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

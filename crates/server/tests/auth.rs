@@ -19,7 +19,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use k256::ecdsa::SigningKey;
 use serde_json::{json, Value};
 use signalhub::auth::wallet::{address_of, eip55, personal_sign_hash};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 // ---- tokens ----
 
@@ -102,35 +101,9 @@ async fn try_connect(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Ws, (u16, Value)> {
-    let mut req = server.ws_url(path).into_client_request().unwrap();
-    for (name, value) in headers {
-        req.headers_mut().insert(
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            reqwest::header::HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    let attempt = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
+    try_handshake(server, path, headers)
         .await
-        .expect("the handshake finishes");
-    match attempt {
-        Ok((stream, _)) => {
-            let mut ws = Ws {
-                stream,
-                welcome: Value::Null,
-            };
-            let welcome = ws.recv().await;
-            assert_eq!(welcome["type"], "welcome", "{welcome}");
-            ws.welcome = welcome;
-            Ok(ws)
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().clone().unwrap_or_default();
-            let body = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-            Err((resp.status().as_u16(), body))
-        }
-        Err(other) => panic!("expected an HTTP answer, got {other:?}"),
-    }
+        .map_err(|(status, _, body)| (status, body))
 }
 
 async fn connect(server: &TestServer, path: &str) -> Ws {

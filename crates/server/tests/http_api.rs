@@ -10,7 +10,6 @@ use common::*;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The request body limit, inclusive (spec section 9, item 33).
 const MAX_BODY: usize = 1_048_576;
@@ -250,34 +249,9 @@ async fn try_ws(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(Ws, Value), (u16, HeaderMap, Value)> {
-    let mut req = server.ws_url(path).into_client_request().unwrap();
-    for (name, value) in headers {
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        req.headers_mut()
-            .insert(name, HeaderValue::from_str(value).unwrap());
-    }
-    let attempt = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("the handshake finishes");
-    match attempt {
-        Ok((stream, _)) => {
-            let mut ws = Ws {
-                stream,
-                welcome: Value::Null,
-            };
-            let welcome = ws.recv().await;
-            assert_eq!(welcome["type"], "welcome", "{welcome}");
-            ws.welcome = welcome.clone();
-            Ok((ws, welcome))
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().clone().unwrap_or_default();
-            let body = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-            Err((resp.status().as_u16(), resp.headers().clone(), body))
-        }
-        Err(other) => panic!("expected an HTTP answer, got {other:?}"),
-    }
+    let ws = try_handshake(server, path, headers).await?;
+    let welcome = ws.welcome.clone();
+    Ok((ws, welcome))
 }
 
 // ---- success: answers and delivery ----

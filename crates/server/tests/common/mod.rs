@@ -505,3 +505,43 @@ async fn as_json(resp: reqwest::Response) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+/// Opens a WebSocket on `path` with extra request headers: the connection with its welcome
+/// read (in `Ws::welcome`), or the HTTP refusal's status, headers and body (JSON, or the
+/// text as a JSON string). A reset or any other failure panics: it is not an answer.
+pub async fn try_handshake(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, (u16, reqwest::header::HeaderMap, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = server.ws_url(path).into_client_request().unwrap();
+    for (name, value) in headers {
+        req.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let attempt = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("the handshake finishes");
+    match attempt {
+        Ok((stream, _)) => {
+            let mut ws = Ws {
+                stream,
+                welcome: Value::Null,
+            };
+            let welcome = ws.recv().await;
+            assert_eq!(welcome["type"], "welcome", "{welcome}");
+            ws.welcome = welcome;
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().clone().unwrap_or_default();
+            let body = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+            Err((resp.status().as_u16(), resp.headers().clone(), body))
+        }
+        Err(other) => panic!("expected an HTTP answer, got {other:?}"),
+    }
+}
