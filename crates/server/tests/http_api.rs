@@ -198,39 +198,17 @@ async fn post_with_authorization(
 async fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String, Value) {
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(request).await.unwrap();
-    read_response(&mut tcp).await
+    read_json_response(&mut tcp).await
 }
 
-async fn read_response(tcp: &mut tokio::net::TcpStream) -> (u16, String, Value) {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&seen).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = text[..end].to_string();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if seen.len() >= end + 4 + length {
-                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-                let body = &seen[end + 4..end + 4 + length];
-                let body = serde_json::from_slice(body)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into()));
-                return (status, head, body);
-            }
-        }
-        let n = tokio::time::timeout(GUARD, tcp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed before a whole response: {text}");
-        seen.extend_from_slice(&buf[..n]);
-    }
+/// One response from `tcp`, its body as JSON (or as a JSON string when it is not JSON).
+async fn read_json_response(tcp: &mut tokio::net::TcpStream) -> (u16, String, Value) {
+    let (status, head, body) = read_response(tcp)
+        .await
+        .expect("a whole response before the connection closed");
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    (status, head, body)
 }
 
 /// A WebSocket handshake request for `path` with Upgrade headers and `extra` lines.

@@ -236,38 +236,6 @@ async fn sse_and_long_poll_naming_more_than_100_channels_are_400() {
 
 // ---- raw HTTP/1.1 over TCP ----
 
-/// One response read from `tcp`: status, head and body (by `Content-Length`).
-async fn read_response(
-    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
-) -> std::io::Result<(u16, String, Vec<u8>)> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&seen[..end]).to_string();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if seen.len() >= end + 4 + length {
-                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-                return Ok((status, head, seen[end + 4..end + 4 + length].to_vec()));
-            }
-        }
-        let n = tokio::time::timeout(GUARD, tcp.read(&mut buf))
-            .await
-            .expect("the server answers")?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        seen.extend_from_slice(&buf[..n]);
-    }
-}
-
 /// Sends `GET /health` on a kept-alive connection and asserts 200.
 async fn health(tcp: &mut TcpStream) {
     tcp.write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")

@@ -545,3 +545,35 @@ pub async fn try_handshake(
         Err(other) => panic!("expected an HTTP answer, got {other:?}"),
     }
 }
+
+/// One response read from `tcp`: status, head and body (by `Content-Length`).
+pub async fn read_response(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + length {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return Ok((status, head, seen[end + 4..end + 4 + length].to_vec()));
+            }
+        }
+        let n = tokio::time::timeout(GUARD, tokio::io::AsyncReadExt::read(tcp, &mut buf))
+            .await
+            .expect("the server answers")?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
