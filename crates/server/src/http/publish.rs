@@ -148,14 +148,21 @@ async fn publish_as(
         .publish(&source, message, idempotency, answer)
         .await
     {
-        Ok(Reply::Published(v)) => Json(v).into_response(),
-        Ok(Reply::Replay { status, body }) => (
+        Ok(reply) => reply_response(reply),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// A publish's answer as HTTP: the new answer, or a retry's first answer byte for byte.
+pub(super) fn reply_response(reply: Reply) -> Response {
+    match reply {
+        Reply::Published(v) => Json(v).into_response(),
+        Reply::Replay { status, body } => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
             .into_response(),
-        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

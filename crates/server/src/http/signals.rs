@@ -13,10 +13,10 @@ use super::body::RawBody;
 use super::error::ApiError;
 use super::identity::identify;
 use super::keys::Publisher as Caller;
-use super::publish::check_idempotency_key;
-use crate::idempotency::{body_hash, Claim};
+use super::publish::{check_idempotency_key, reply_response};
+use crate::idempotency::body_hash;
 use crate::publish::signals::{SignalFailure, SignalReply};
-use crate::publish::Publisher;
+use crate::publish::{Idempotency, Publisher, Reply, Source};
 use crate::state::AppState;
 use crate::store::{SignalQuery, StoreError, StoredSignal, MAX_QUERY_LIMIT};
 
@@ -55,47 +55,34 @@ fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// `POST /api/v1/signals` and `/api/v1/external-signals/sync/signal`.
+/// `POST /api/v1/signals` and `/api/v1/external-signals/sync/signal`. A `signal_id`
+/// deduplicates forever; an `idempotency_key` as on every publishing endpoint (so a retried
+/// signal without a `signal_id` is answered, not stored a second time).
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
     RawBody(raw): RawBody,
 ) -> Result<Response, ApiError> {
     let signal = Signal::parse(&raw, state.hub.ladder(), &state.config.signals)?;
-    let publisher = state.keys.fingerprint(caller.key_index);
-    let Some(key) = idempotency_key(&raw)? else {
-        return store_and_publish(&state, &signal, &publisher).await;
-    };
-    // With an idempotency key (scoped by API key and endpoint, kept for the dedup window),
-    // a retry of a signal without a signal_id is answered, not stored a second time.
-    let scope = format!("{}:signals:{key}", caller.key_index);
-    let hash = body_hash(&raw);
-    match state.idempotency.claim(&scope, hash) {
-        Claim::Fresh => match store_and_publish(&state, &signal, &publisher).await {
-            Ok(response) => {
-                let (parts, body) = response.into_parts();
-                let bytes = axum::body::to_bytes(body, usize::MAX)
-                    .await
-                    .map_err(|e| ApiError::internal(format!("answer body: {e}")))?;
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                state
-                    .idempotency
-                    .complete(&scope, hash, parts.status.as_u16(), text.clone());
-                Ok(Response::from_parts(parts, axum::body::Body::from(text)))
-            }
-            Err(e) => {
-                state.idempotency.abandon(&scope);
-                Err(e)
-            }
-        },
-        Claim::Replay { status, body } => Ok((
-            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK),
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()),
-        Claim::Conflict(why) => Err(ApiError::conflict(why)),
-    }
+    let key = idempotency_key(&raw)?;
+    let idempotency = key.as_deref().map(|key| Idempotency {
+        key,
+        endpoint: "signals",
+        body_hash: body_hash(&raw),
+    });
+    let publisher = Publisher::new(state.clone());
+    let fingerprint = state.keys.fingerprint(caller.key_index);
+    let reply = publisher
+        .once(&Source::ApiKey(caller.key_index), idempotency, async {
+            Ok::<_, SignalFailure>(
+                match publisher.publish_signal(&signal, &fingerprint).await? {
+                    SignalReply::Published(answer) => Reply::Published(answer),
+                    SignalReply::Answered(body) => Reply::Replay { status: 200, body },
+                },
+            )
+        })
+        .await?;
+    Ok(reply_response(reply))
 }
 
 /// The body's `idempotency_key`, checked like the publish endpoints' (1-128 bytes).
@@ -104,36 +91,21 @@ fn idempotency_key(raw: &[u8]) -> Result<Option<String>, ApiError> {
     struct Key {
         idempotency_key: Option<serde_json::Value>,
     }
-    let key = match serde_json::from_slice::<Key>(raw) {
+    match serde_json::from_slice::<Key>(raw) {
         Ok(Key {
-            idempotency_key: None,
-        })
-        | Err(_) => return Ok(None),
-        Ok(Key {
-            idempotency_key: Some(serde_json::Value::String(k)),
-        }) => k,
-        Ok(Key { .. }) => {
-            return Err(ApiError::invalid(
-                "idempotency_key",
-                "idempotency_key must be a string of 1-128 bytes",
-            ))
+            idempotency_key: Some(serde_json::Value::String(key)),
+        }) => {
+            check_idempotency_key(Some(&key))?;
+            Ok(Some(key))
         }
-    };
-    check_idempotency_key(Some(&key))?;
-    Ok(Some(key))
-}
-
-async fn store_and_publish(
-    state: &AppState,
-    signal: &Signal,
-    publisher: &str,
-) -> Result<Response, ApiError> {
-    match Publisher::new(state.clone())
-        .publish_signal(signal, publisher)
-        .await?
-    {
-        SignalReply::Published(answer) => Ok(axum::Json(answer).into_response()),
-        SignalReply::Answered(answer) => Ok(json_response(answer)),
+        Ok(Key {
+            idempotency_key: Some(_),
+        }) => Err(ApiError::invalid(
+            "idempotency_key",
+            "idempotency_key must be a string of 1-128 bytes",
+        )),
+        // No key, or a body the signal parser already accepted in another shape.
+        _ => Ok(None),
     }
 }
 

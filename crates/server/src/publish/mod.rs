@@ -149,18 +149,36 @@ impl Publisher {
         idempotency: Option<Idempotency<'_>>,
         answer: fn(&Receipt) -> Value,
     ) -> Result<Reply, PublishFailure> {
+        self.once(source, idempotency, async {
+            Ok(Reply::Published(answer(&self.send(message).await?)))
+        })
+        .await
+    }
+
+    /// Runs `run` at most once per idempotency key of `source` (without a key, always): a
+    /// retry with the same body gets the first answer, the same key with another body or
+    /// while the first request runs is [`PublishFailure::Conflict`], and a failed run
+    /// leaves the key unused. Every publishing source goes through here.
+    pub(crate) async fn once<E: From<PublishFailure>>(
+        &self,
+        source: &Source,
+        idempotency: Option<Idempotency<'_>>,
+        run: impl std::future::Future<Output = Result<Reply, E>>,
+    ) -> Result<Reply, E> {
         let Some(idem) = idempotency else {
-            let receipt = self.send(message).await?;
-            return Ok(Reply::Published(answer(&receipt)));
+            return run.await;
         };
         let scope = format!("{}:{}:{}", source.scope(), idem.endpoint, idem.key);
         let dedup = &self.state.idempotency;
         match dedup.claim(&scope, idem.body_hash) {
-            Claim::Fresh => match self.send(message).await {
-                Ok(receipt) => {
-                    let body = answer(&receipt);
-                    dedup.complete(&scope, idem.body_hash, 200, body.to_string());
-                    Ok(Reply::Published(body))
+            Claim::Fresh => match run.await {
+                Ok(reply) => {
+                    let (status, body) = match &reply {
+                        Reply::Published(answer) => (200, answer.to_string()),
+                        Reply::Replay { status, body } => (*status, body.clone()),
+                    };
+                    dedup.complete(&scope, idem.body_hash, status, body);
+                    Ok(reply)
                 }
                 Err(e) => {
                     dedup.abandon(&scope);
@@ -168,7 +186,7 @@ impl Publisher {
                 }
             },
             Claim::Replay { status, body } => Ok(Reply::Replay { status, body }),
-            Claim::Conflict(why) => Err(PublishFailure::Conflict(why)),
+            Claim::Conflict(why) => Err(PublishFailure::Conflict(why).into()),
         }
     }
 
