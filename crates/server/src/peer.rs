@@ -11,7 +11,7 @@
 //! `X-Forwarded-For` when both are present; `for=` values that are obfuscated identifiers
 //! (`_hidden`) or `unknown` end the walk at the address before them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
@@ -94,6 +94,16 @@ enum Hop {
     Addr(IpAddr),
     /// `unknown` or an obfuscated identifier: the chain cannot be followed past it.
     Opaque,
+}
+
+/// The key a per-address rate limiter counts a client under: an IPv4 address as it is, an
+/// IPv6 address by its /64 (one subscriber's allocation, so rotating addresses inside it
+/// does not escape the limit), an IPv4-mapped IPv6 address as its IPv4 address.
+pub fn limiter_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
 }
 
 /// IPv4-mapped IPv6 addresses as IPv4, so one client has one address.

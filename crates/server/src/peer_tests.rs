@@ -126,3 +126,39 @@ fn the_ranges_are_reported_as_cidrs() {
     let ranges: Vec<String> = t.ranges().collect();
     assert_eq!(ranges, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
 }
+
+#[test]
+fn ipv6_peers_in_one_64_share_a_nonce_limiter_key() {
+    let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+    let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+    let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+    assert_eq!(limiter_key(a), limiter_key(b));
+    assert_eq!(limiter_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+    assert_ne!(limiter_key(a), limiter_key(other));
+}
+
+#[test]
+fn ipv4_peers_are_limited_by_exact_address_also_when_mapped_into_ipv6() {
+    let v4: IpAddr = "192.0.2.7".parse().unwrap();
+    let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+    let next: IpAddr = "192.0.2.8".parse().unwrap();
+    assert_eq!(limiter_key(mapped), v4);
+    assert_eq!(limiter_key(v4), v4);
+    assert_ne!(limiter_key(next), limiter_key(v4));
+}
+
+#[test]
+fn rotating_addresses_inside_one_64_does_not_escape_the_nonce_limit() {
+    let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(
+        std::num::NonZeroU32::new(3).unwrap(),
+    ));
+    let allowed = (0..100u128)
+        .map(|i| {
+            IpAddr::V6(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0001_0000_0000_0000_0000 + i,
+            ))
+        })
+        .filter(|ip| limiter.check_key(&limiter_key(*ip)).is_ok())
+        .count();
+    assert_eq!(allowed, 3, "100 addresses of one /64 share one budget of 3");
+}

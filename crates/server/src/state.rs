@@ -155,10 +155,7 @@ impl AppState {
     /// Takes one new WebSocket connection from client address `ip`'s budget (an IPv6
     /// address counts by its /64); `Err` holds the seconds until it may connect again.
     pub fn check_ws_connect_rate(&self, ip: std::net::IpAddr) -> Result<(), u64> {
-        let checked = check_keyed(
-            &self.ws_connect_limiter,
-            &crate::http::wallet::limiter_key(ip),
-        );
+        let checked = check_keyed(&self.ws_connect_limiter, &crate::peer::limiter_key(ip));
         if self.ws_connect_limiter.len() > 100_000 {
             self.ws_connect_limiter.retain_recent();
         }

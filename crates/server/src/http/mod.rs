@@ -18,7 +18,7 @@ pub mod signals;
 mod sse;
 mod stats;
 mod stream;
-pub(crate) mod wallet;
+mod wallet;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

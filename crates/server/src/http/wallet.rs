@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header;
@@ -18,6 +18,7 @@ use signalhub_hub::{AuthKind, TierId};
 use super::body::{self, RawBody};
 use super::error::ApiError;
 use crate::auth::{eip55, format_address, parse_address, verify_sign_in, SiweMessage};
+use crate::peer::limiter_key;
 use crate::state::AppState;
 
 /// Wallet session tokens live a day.
@@ -37,22 +38,6 @@ fn enabled(state: &AppState) -> Result<(), ApiError> {
         Err(ApiError::not_found(
             "wallet sign-in is turned off on this server (auth.wallet_signin = false)",
         ))
-    }
-}
-
-/// The nonce limiter's key for a peer: an IPv4 address as it is, an IPv6 address by its
-/// /64 (one subscriber's allocation), so one /64 cannot flush the nonce store by rotating
-/// addresses. IPv4-mapped IPv6 addresses count as their IPv4 address.
-pub(crate) fn limiter_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(bits))
-            }
-        },
     }
 }
 
@@ -142,45 +127,4 @@ pub async fn sign_in(
     Ok(Json(
         json!({"token": token, "tier": ladder.name(tier), "address": eip55(&address)}),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use governor::{Quota, RateLimiter};
-    use std::num::NonZeroU32;
-
-    #[test]
-    fn ipv6_peers_in_one_64_share_a_nonce_limiter_key() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(limiter_key(a), limiter_key(b));
-        assert_eq!(limiter_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
-        assert_ne!(limiter_key(a), limiter_key(other));
-    }
-
-    #[test]
-    fn ipv4_peers_are_limited_by_exact_address_also_when_mapped_into_ipv6() {
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        let next: IpAddr = "192.0.2.8".parse().unwrap();
-        assert_eq!(limiter_key(mapped), v4);
-        assert_eq!(limiter_key(v4), v4);
-        assert_ne!(limiter_key(next), limiter_key(v4));
-    }
-
-    #[test]
-    fn rotating_addresses_inside_one_64_does_not_escape_the_nonce_limit() {
-        let limiter = RateLimiter::keyed(Quota::per_minute(NonZeroU32::new(3).unwrap()));
-        let allowed = (0..100u128)
-            .map(|i| {
-                IpAddr::V6(Ipv6Addr::from(
-                    0x2001_0db8_0000_0001_0000_0000_0000_0000 + i,
-                ))
-            })
-            .filter(|ip| limiter.check_key(&limiter_key(*ip)).is_ok())
-            .count();
-        assert_eq!(allowed, 3, "100 addresses of one /64 share one budget of 3");
-    }
 }
