@@ -278,6 +278,8 @@ pub struct ConfigFile {
     pub channels: Option<Vec<ChannelRuleFile>>,
     pub history: HistoryFile,
     pub auth: AuthFile,
+    /// `[[feeds]]`: exchange market-data feeds (spec section 10).
+    pub feeds: Vec<signalhub_feeds::FeedConfig>,
 }
 
 pub use crate::peer::TrustedProxies;
@@ -306,6 +308,8 @@ pub struct Config {
     pub rules: ChannelRules,
     pub hub: HubConfig,
     pub auth: Arc<AuthSetup>,
+    /// Market-data feeds started with the server, validated (`feeds[i].field`).
+    pub feeds: Vec<signalhub_feeds::FeedConfig>,
 }
 
 /// Credentials machinery built from the configuration.
@@ -1038,6 +1042,7 @@ impl Config {
             )
             .map_err(|e| invalid("trusted_proxies", e))?,
         };
+        signalhub_feeds::validate_feeds(&file.feeds).map_err(|e| invalid(e.field, e.message))?;
         Ok(Config {
             listen,
             log,
@@ -1054,6 +1059,7 @@ impl Config {
             rules,
             hub,
             auth,
+            feeds: file.feeds,
         })
     }
 

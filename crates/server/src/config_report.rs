@@ -34,6 +34,8 @@ struct Report<'a> {
     channels: Vec<Channel>,
     history: History,
     auth: Auth<'a>,
+    /// `[[feeds]]` as configured, with defaults filled in (URLs of public market data).
+    feeds: &'a [signalhub_feeds::FeedConfig],
 }
 
 #[derive(Serialize)]
@@ -305,6 +307,7 @@ pub fn render(config: &Config) -> String {
             keys,
             balance: balance(&auth.balance),
         },
+        feeds: &config.feeds,
     };
     let body = toml::to_string(&report).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
     format!(

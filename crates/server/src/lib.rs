@@ -28,6 +28,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod config_report;
+pub mod feeds;
 pub mod heartbeat;
 pub mod http;
 pub mod idempotency;

@@ -101,6 +101,7 @@ pub async fn serve(
         Ok(n) => tracing::info!(signals = n, "published signals stored before the last stop"),
         Err(e) => tracing::warn!(error = %e, "could not read unpublished signals"),
     }
+    crate::feeds::Feeds::start(&state);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -163,6 +164,7 @@ pub async fn serve(
     let started = Instant::now();
     tracing::info!("shutting down");
     state.begin_stopping();
+    state.feeds.stop().await;
     crate::publish::Publisher::new(state.clone())
         .announce_shutdown()
         .await;

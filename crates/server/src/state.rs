@@ -80,6 +80,8 @@ pub struct Shared {
     /// Signals being stored and published right now, by `signal_id`: a concurrent retry
     /// waits its turn (409) instead of publishing twice.
     pub signals_in_flight: Mutex<HashSet<String>>,
+    /// The running `[[feeds]]` (started by `server::serve`).
+    pub feeds: crate::feeds::Feeds,
 }
 
 impl std::ops::Deref for AppState {
@@ -143,6 +145,7 @@ impl AppState {
             tier_overrides: Mutex::new(HashMap::new()),
             store,
             signals_in_flight: Mutex::new(HashSet::new()),
+            feeds: crate::feeds::Feeds::default(),
         }))
     }
 

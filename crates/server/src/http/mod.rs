@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/stats", get(stats::stats))
         .route("/ws/health", get(stats::ready))
         .route("/health", get(stats::health))
+        .route("/api/v1/feeds", get(stats::feeds))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/publish", post(publish::publish))
         .route("/api/v1/broadcast", post(publish::broadcast))

@@ -1,4 +1,4 @@
-//! People-facing figures: `/ws/stats`, `/health` and `/ws/health`.
+//! People-facing figures: `/ws/stats`, `/health`, `/ws/health` and `/api/v1/feeds`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use signalhub_feeds::Status;
 use signalhub_hub::AuthKind;
 
 use crate::state::AppState;
@@ -62,8 +63,7 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 /// `GET /ws/health`: readiness of the server and its dependencies. `status` is `ok` (200),
-/// `degraded` (200; reserved for a feed that is not up, and there are no feeds in this
-/// build) or `unavailable` (503: the store or broker cannot be reached, or the server is
+/// `degraded` (200: a configured feed is not `up`; `feeds` maps each name to its status) or `unavailable` (503: the store or broker cannot be reached, or the server is
 /// stopping), so a load balancer's readiness probe reads one field.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let stopping = state.is_stopping();
@@ -71,12 +71,22 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .await
         .is_ok_and(|r| r.is_ok());
     let ok = !stopping && storage_ok;
+    let statuses = state.feeds.statuses();
+    let degraded = statuses.iter().any(|(_, s)| *s != Status::Up);
+    let feeds: BTreeMap<String, &str> = statuses
+        .into_iter()
+        .map(|(name, s)| (name, s.as_str()))
+        .collect();
     let body = json!({
-        "status": if ok { "ok" } else { "unavailable" },
+        "status": match (ok, degraded) {
+            (false, _) => "unavailable",
+            (true, true) => "degraded",
+            (true, false) => "ok",
+        },
         "stopping": stopping,
         "storage": {"backend": state.store.backend(), "status": if storage_ok { "ok" } else { "unavailable" }},
         "broker": {"backend": "memory", "status": "ok"},
-        "feeds": {},
+        "feeds": feeds,
         "connections": state.registry.len(),
     });
     let status = if ok {
@@ -85,4 +95,27 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// `GET /api/v1/feeds`: each configured feed's status and counters (spec section 10). Public,
+/// like `/ws/stats`: the figures describe public market data.
+pub async fn feeds(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let feeds: Vec<serde_json::Value> = state
+        .feeds
+        .stats()
+        .into_iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "exchange": f.exchange.as_str(),
+                "products": f.products,
+                "status": f.status.as_str(),
+                "messages": f.messages,
+                "reconnects": f.reconnects,
+                "gaps": f.gaps,
+                "last_message_at": f.last_message_at,
+            })
+        })
+        .collect();
+    Json(json!({ "feeds": feeds }))
 }
